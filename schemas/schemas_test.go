@@ -1,0 +1,376 @@
+package schemas
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hamba/avro/v2"
+	"github.com/twmb/franz-go/pkg/sr"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files in testdata/")
+
+var t0 = time.Date(2026, 11, 16, 9, 30, 0, 123456000, time.UTC)
+
+func sampleEvents() []*Event {
+	conf := 0.82
+	quota := int64(4)
+	exp := t0.Add(time.Hour)
+	env := func(id string, typ EventType, at time.Duration) Event {
+		return Event{
+			EventID: id, TraceID: "4bf92f3577b34da6a3ce929d0e0e4736", SpanID: "00f067aa0ba902b7",
+			Type: typ, Time: t0.Add(at), Tier: TierHigh,
+			Agent:       Agent{ID: "billing-bot", Version: "1.4.2", Team: "finance", Environment: "prod", Tenant: "acme"},
+			RequestedBy: "alice@acme.test",
+			Producer:    Producer{Name: "agentrail-go", Version: "0.1.0", Host: "worker-7"},
+		}
+	}
+	digest := ActionDigest("billing-bot", "payments", "refund", "order:991", map[string]string{"amount": "120.00"})
+	in := env("ev-1", TypeIntent, 0)
+	in.Intent = &Intent{Tool: "payments", Action: "refund", Target: "order:991", ActionClass: "refund", Tier: TierHigh,
+		Parameters: map[string]string{"amount": "120.00"}, ActionDigest: digest, Rationale: "customer charged twice",
+		Context: map[string]string{"ticket": "4471"}, ModelID: "m-large", PromptVersion: "p7",
+		EvidenceIDs: []string{"doc-1", "doc-2"}, Confidence: &conf}
+	de := env("ev-2", TypeDecision, time.Second)
+	de.Decision = &Decision{Outcome: OutcomeRequireApproval, PolicyID: "refunds", PolicyVersion: 12, MatchedRule: "refund>100",
+		Reason: "refunds above 100 need a human", Tier: TierHigh, RemainingQuota: &quota}
+	ap := env("ev-3", TypeApproval, 5*time.Minute)
+	ap.Approval = &Approval{ApprovalID: "apr-1", Status: ApprovalGranted, Approver: "bob@acme.test", ApproverRole: "finance-lead",
+		ApproverKind: PrincipalHuman, ActionDigest: digest, Scope: ScopeSingle, ExpiresAt: &exp, Channel: "slack", Comment: "ok"}
+	re := env("ev-4", TypeResult, 6*time.Minute)
+	re.Result = &Result{Status: ResultSuccess, ActionDigest: digest, Executor: "billing-bot", ChangedResource: "order:991",
+		SideEffects: []string{"refund:r-1"}, DurationUS: 420000}
+	return []*Event{&in, &de, &ap, &re}
+}
+
+// normalize makes decoded and original events comparable: Avro has no nil
+// maps or slices, and time zones are not on the wire.
+func normalize(e *Event) {
+	e.Time = e.Time.UTC()
+	if len(e.Labels) == 0 {
+		e.Labels = nil
+	}
+	if in := e.Intent; in != nil {
+		if len(in.Parameters) == 0 {
+			in.Parameters = nil
+		}
+		if len(in.Context) == 0 {
+			in.Context = nil
+		}
+		if len(in.EvidenceIDs) == 0 {
+			in.EvidenceIDs = nil
+		}
+	}
+	if a := e.Approval; a != nil && a.ExpiresAt != nil {
+		u := a.ExpiresAt.UTC()
+		a.ExpiresAt = &u
+	}
+	if r := e.Result; r != nil && len(r.SideEffects) == 0 {
+		r.SideEffects = nil
+	}
+}
+
+func TestActionDigestVector(t *testing.T) {
+	// Computed independently: Python's json.dumps(sort_keys=True,
+	// separators=(",", ":"), ensure_ascii=False) and hashlib.sha256.
+	got := ActionDigest("billing-bot", "email", "send", "mailbox:finance",
+		map[string]string{"amount": "120.00", "to": "ops@example.com", "note": "line\nbreak \"q\" é"})
+	const want = "a546bcd00d893b202d3003ec8b8fa91492891e246a33bdf9c866a594eafbe35a"
+	if got != want {
+		t.Fatalf("ActionDigest = %s, want %s", got, want)
+	}
+	if other := ActionDigest("billing-bot", "email", "send", "mailbox:finance", map[string]string{"amount": "120.01"}); other == got {
+		t.Fatal("different parameters gave the same digest")
+	}
+}
+
+func TestSingleObjectRoundTrip(t *testing.T) {
+	dec, err := NewDecoder(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc := NewSingleObjectEncoder()
+	for _, want := range sampleEvents() {
+		t.Run(string(want.Type), func(t *testing.T) {
+			b, err := enc.AppendEncode(nil, want)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if b[0] != 0xC3 || b[1] != 0x01 {
+				t.Fatalf("header = % x, want c3 01", b[:2])
+			}
+			var got Event
+			if err := dec.Decode(context.Background(), b, &got); err != nil {
+				t.Fatal(err)
+			}
+			normalize(&got)
+			if !reflect.DeepEqual(&got, want) {
+				t.Fatalf("round trip mismatch:\n got %+v\nwant %+v", got, *want)
+			}
+			if err := Validate(&got, t0, DefaultLimits); err != nil {
+				t.Fatalf("sample does not validate: %v", err)
+			}
+		})
+	}
+}
+
+// fakeRegistry serves the one endpoint the Decoder calls, from a map.
+func fakeRegistry(t *testing.T, schemas map[int]string) *sr.Client {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var id int
+		if _, err := fmt.Sscanf(r.URL.Path, "/schemas/ids/%d/schema", &id); err != nil {
+			http.NotFound(w, r)
+			return
+		}
+		s, ok := schemas[id]
+		if !ok {
+			w.WriteHeader(http.StatusNotFound)
+			fmt.Fprint(w, `{"error_code":40403,"message":"Schema not found"}`)
+			return
+		}
+		w.Header().Set("Content-Type", "application/vnd.schemaregistry.v1+json")
+		fmt.Fprint(w, s)
+	}))
+	t.Cleanup(srv.Close)
+	cl, err := sr.NewClient(sr.URLs(srv.URL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cl
+}
+
+func TestConfluentFraming(t *testing.T) {
+	v1, _ := SchemaText(1)
+	v2, _ := SchemaText(2)
+	cl := fakeRegistry(t, map[int]string{7: v2, 3: v1})
+	dec, err := NewDecoder(cl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := sampleEvents()[0]
+	b, err := NewConfluentEncoder(7).AppendEncode(nil, want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b[0] != 0 || b[4] != 7 {
+		t.Fatalf("header = % x, want 00 00 00 00 07", b[:5])
+	}
+	var got Event
+	if err := dec.Decode(context.Background(), b, &got); err != nil {
+		t.Fatal(err)
+	}
+	normalize(&got)
+	if !reflect.DeepEqual(&got, want) {
+		t.Fatalf("mismatch:\n got %+v\nwant %+v", got, *want)
+	}
+
+	// Unknown id: permanent. No registry: permanent.
+	b[4] = 9
+	if err := dec.Decode(context.Background(), b, &got); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("unknown schema id: err = %v, want ErrMalformed", err)
+	}
+	noReg, _ := NewDecoder(nil)
+	if err := noReg.Decode(context.Background(), b, &got); !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), "no registry") {
+		t.Fatalf("no registry: err = %v", err)
+	}
+}
+
+func TestRegistryUnreachableIsTransient(t *testing.T) {
+	cl, err := sr.NewClient(sr.URLs("http://127.0.0.1:1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec, _ := NewDecoder(cl)
+	b, _ := NewConfluentEncoder(5).AppendEncode(nil, sampleEvents()[0])
+	var got Event
+	err = dec.Decode(context.Background(), b, &got)
+	if err == nil || errors.Is(err, ErrMalformed) {
+		t.Fatalf("err = %v, want a transient (not ErrMalformed) error", err)
+	}
+}
+
+// TestBackwardCompatibility proves a record written with schema v1 is read by
+// the latest schema, with v2's new fields at their defaults. The v1 bytes are
+// a golden file: once published they must stay readable forever.
+func TestBackwardCompatibility(t *testing.T) {
+	v1 := Versions()[0]
+	golden := filepath.Join("testdata", "intent.v1.avro")
+	if *update {
+		payload, err := avro.Marshal(v1.Schema, sampleEvents()[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		framed := append(append([]byte{0xC3, 0x01}, v1.Fingerprint[:]...), payload...)
+		if err := os.WriteFile(golden, framed, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatalf("%v (run go test ./schemas -update once)", err)
+	}
+	if Latest().N == 1 || Latest().Fingerprint == v1.Fingerprint {
+		t.Fatal("latest schema is v1: nothing to prove")
+	}
+	dec, _ := NewDecoder(nil)
+	var got Event
+	if err := dec.Decode(context.Background(), b, &got); err != nil {
+		t.Fatalf("v1 record not readable by v%d: %v", Latest().N, err)
+	}
+	normalize(&got)
+	want := sampleEvents()[0]
+	if !reflect.DeepEqual(&got, want) {
+		t.Fatalf("v1 record read as\n %+v\nwant %+v", got, *want)
+	}
+	if got.SessionID != "" || got.Labels != nil {
+		t.Fatalf("v2 fields not at their defaults: session_id=%q labels=%v", got.SessionID, got.Labels)
+	}
+}
+
+func TestDecodeMalformed(t *testing.T) {
+	dec, _ := NewDecoder(nil)
+	good, _ := NewSingleObjectEncoder().AppendEncode(nil, sampleEvents()[0])
+	cases := []struct {
+		name string
+		b    []byte
+		want string
+	}{
+		{"empty", nil, "empty record"},
+		{"unknown framing", []byte{0x7b, 0x22}, "unknown framing byte 0x7b"},
+		{"short header", good[:6], "truncated single-object header"},
+		{"unknown fingerprint", append([]byte{0xC3, 0x01, 1, 2, 3, 4, 5, 6, 7, 8}, good[10:]...), "unknown schema fingerprint"},
+		{"truncated payload", good[:len(good)/2], "decode avro payload"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var e Event
+			err := dec.Decode(context.Background(), tc.b, &e)
+			if !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want ErrMalformed containing %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestValidate(t *testing.T) {
+	cases := []struct {
+		name   string
+		mutate func(e []*Event) *Event
+		field  string // "" = valid
+	}{
+		{"valid intent", func(e []*Event) *Event { return e[0] }, ""},
+		{"valid result", func(e []*Event) *Event { return e[3] }, ""},
+		{"missing event_id", func(e []*Event) *Event { e[0].EventID = ""; return e[0] }, "event_id"},
+		{"event_id with space", func(e []*Event) *Event { e[0].EventID = "a b"; return e[0] }, "event_id"},
+		{"short trace_id", func(e []*Event) *Event { e[0].TraceID = "abc"; return e[0] }, "trace_id"},
+		{"upper-case trace_id", func(e []*Event) *Event { e[0].TraceID = strings.ToUpper(e[0].TraceID); return e[0] }, "trace_id"},
+		{"zero trace_id", func(e []*Event) *Event { e[0].TraceID = strings.Repeat("0", 32); return e[0] }, "trace_id"},
+		{"bad span_id", func(e []*Event) *Event { e[0].SpanID = "xyz"; return e[0] }, "span_id"},
+		{"far future", func(e []*Event) *Event { e[0].Time = t0.Add(2 * time.Hour); return e[0] }, "event_time"},
+		{"far past", func(e []*Event) *Event { e[0].Time = t0.AddDate(-2, 0, 0); return e[0] }, "event_time"},
+		{"zero time", func(e []*Event) *Event { e[0].Time = time.Time{}; return e[0] }, "event_time"},
+		{"no agent", func(e []*Event) *Event { e[0].Agent.ID = ""; return e[0] }, "agent.agent_id"},
+		{"no team", func(e []*Event) *Event { e[0].Agent.Team = ""; return e[0] }, "agent.team"},
+		{"tier 4", func(e []*Event) *Event { e[0].Tier = 4; return e[0] }, "tier"},
+		{"body mismatch", func(e []*Event) *Event { e[0].Type = TypeResult; return e[0] }, "result"},
+		{"two bodies", func(e []*Event) *Event { e[0].Result = e[3].Result; return e[0] }, "event_type"},
+		{"bad digest", func(e []*Event) *Event { e[0].Intent.ActionDigest = "abc"; return e[0] }, "intent.action_digest"},
+		{"confidence > 1", func(e []*Event) *Event { c := 1.5; e[0].Intent.Confidence = &c; return e[0] }, "intent.confidence"},
+		{"bad outcome", func(e []*Event) *Event { e[1].Decision.Outcome = "maybe"; return e[1] }, "policy_decision.outcome"},
+		{"granted, no approver", func(e []*Event) *Event { e[2].Approval.Approver = ""; return e[2] }, "approval.approver"},
+		{"granted, no digest", func(e []*Event) *Event { e[2].Approval.ActionDigest = ""; return e[2] }, "approval.action_digest"},
+		{"time window, no digest", func(e []*Event) *Event {
+			e[2].Approval.ActionDigest, e[2].Approval.Scope = "", ScopeTimeWindow
+			return e[2]
+		}, ""},
+		{"bad result status", func(e []*Event) *Event { e[3].Result.Status = "ok"; return e[3] }, "result.status"},
+		{"invalid utf-8", func(e []*Event) *Event { e[0].Intent.Rationale = "a\xffb"; return e[0] }, "intent.rationale"},
+		{"invalid utf-8 in param", func(e []*Event) *Event { e[0].Intent.Parameters["x"] = "\xc3"; return e[0] }, "intent.parameters.x"},
+		{"huge string", func(e []*Event) *Event { e[3].Result.ErrorMessage = strings.Repeat("x", 70000); return e[3] }, "result.error_message"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			err := Validate(tc.mutate(sampleEvents()), t0, Limits{})
+			if tc.field == "" {
+				if err != nil {
+					t.Fatalf("want valid, got %v", err)
+				}
+				return
+			}
+			var ve *ValidationError
+			if !errors.As(err, &ve) || ve.Field != tc.field {
+				t.Fatalf("err = %v, want ValidationError on field %s", err, tc.field)
+			}
+		})
+	}
+}
+
+func TestValidationErrorHidesValue(t *testing.T) {
+	e := sampleEvents()[0]
+	e.Intent.Rationale = "card 4111111111111111 \xff"
+	err := Validate(e, t0, Limits{})
+	if err == nil || strings.Contains(err.Error(), "4111") {
+		t.Fatalf("err = %v: must fail without quoting the value", err)
+	}
+}
+
+func TestJSONRoundTrip(t *testing.T) {
+	for _, want := range sampleEvents() {
+		b, err := AppendJSON(nil, want)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := ParseJSON(b)
+		if err != nil {
+			t.Fatalf("%s: %v", b, err)
+		}
+		normalize(got)
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("json round trip mismatch:\n got %+v\nwant %+v", *got, *want)
+		}
+	}
+	golden := filepath.Join("testdata", "events.jsonl")
+	var all []byte
+	for _, e := range sampleEvents() {
+		all, _ = AppendJSON(all, e)
+		all = append(all, '\n')
+	}
+	if *update {
+		if err := os.WriteFile(golden, all, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(want) != string(all) {
+		t.Fatalf("canonical JSON changed; if intended, run with -update and update schemas/README.md\n got %s\nwant %s", all, want)
+	}
+}
+
+func TestParseJSONErrors(t *testing.T) {
+	cases := []struct{ in, want string }{
+		{`{"event_id":"x","bogus":1}`, `unknown field "bogus"`},
+		{`{"event_id":5}`, "field event_id: expected string"},
+		{`{"event_id":"x"`, "unexpected EOF"},
+		{`{"event_id":"x"} {}`, "trailing data"},
+		{`{"event_time":"yesterday"}`, "event_time"},
+	}
+	for _, tc := range cases {
+		_, err := ParseJSON([]byte(tc.in))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("ParseJSON(%s) err = %v, want it to contain %q", tc.in, err, tc.want)
+		}
+	}
+}

@@ -1,0 +1,189 @@
+package schemas
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/hamba/avro/v2"
+)
+
+// Framing markers. A record value starts with one of them; Decode tells the
+// two framings apart by the first byte.
+const (
+	// confluentMagic starts a Confluent Schema Registry framed value:
+	// 0x00, then the schema id as a 4-byte big-endian integer.
+	confluentMagic = 0x00
+	// singleObject0/1 start an Avro single-object encoded value: C3 01, then
+	// the schema's CRC-64-AVRO fingerprint as 8 little-endian bytes.
+	singleObject0 = 0xC3
+	singleObject1 = 0x01
+)
+
+// ErrMalformed marks a record that can never be decoded or accepted, however
+// often it is retried: the caller should dead-letter it. Errors that do not
+// wrap it (a schema registry that does not answer) are worth retrying.
+var ErrMalformed = errors.New("malformed record")
+
+// avroAPI bounds what a hostile record can make the decoder allocate.
+var avroAPI = avro.Config{
+	MaxByteSliceSize:  1 << 20,
+	MaxSliceAllocSize: 1 << 20,
+}.Freeze()
+
+// Encoder writes events in one wire framing with the latest schema. It is
+// not safe for concurrent use; make one per goroutine.
+type Encoder struct {
+	header []byte
+	w      *avro.Writer
+}
+
+// NewSingleObjectEncoder writes the Avro single-object encoding: it needs no
+// schema registry, readers find the schema by its fingerprint.
+func NewSingleObjectEncoder() *Encoder {
+	fp := Latest().Fingerprint
+	h := append([]byte{singleObject0, singleObject1}, fp[:]...)
+	return &Encoder{header: h, w: avro.NewWriter(nil, 1024, avro.WithWriterConfig(avroAPI))}
+}
+
+// NewConfluentEncoder writes the Confluent Schema Registry framing for the
+// schema registered under id.
+func NewConfluentEncoder(id int) *Encoder {
+	h := binary.BigEndian.AppendUint32([]byte{confluentMagic}, uint32(id))
+	return &Encoder{header: h, w: avro.NewWriter(nil, 1024, avro.WithWriterConfig(avroAPI))}
+}
+
+// AppendEncode appends the framed encoding of e to dst.
+func (enc *Encoder) AppendEncode(dst []byte, e *Event) ([]byte, error) {
+	enc.w.Reset(nil)
+	enc.w.WriteVal(Latest().Schema, e)
+	if err := enc.w.Error; err != nil {
+		return dst, fmt.Errorf("schemas: encode event: %w", err)
+	}
+	dst = append(dst, enc.header...)
+	return append(dst, enc.w.Buffer()...), nil
+}
+
+// SchemaSource looks up a schema's text by its registry id; *sr.Client
+// satisfies it.
+type SchemaSource interface {
+	SchemaTextByID(ctx context.Context, id int) (string, error)
+}
+
+// Decoder reads events in either framing, written with any published schema
+// version (or, through a registry, any compatible writer schema), into the
+// latest Event type. It is safe for concurrent use.
+type Decoder struct {
+	reader   avro.Schema
+	byFP     map[[8]byte]avro.Schema // resolved writer->reader schemas
+	registry SchemaSource            // nil: Confluent framing is rejected
+
+	mu   sync.RWMutex
+	byID map[int]avro.Schema
+}
+
+// NewDecoder returns a Decoder. registry may be nil when no schema registry is
+// configured; Confluent-framed records are then malformed.
+func NewDecoder(registry SchemaSource) (*Decoder, error) {
+	d := &Decoder{
+		reader:   Latest().Schema,
+		byFP:     make(map[[8]byte]avro.Schema),
+		registry: registry,
+		byID:     make(map[int]avro.Schema),
+	}
+	for _, v := range Versions() {
+		s, err := d.resolve(v.Schema)
+		if err != nil {
+			return nil, fmt.Errorf("schemas: version %d cannot be read as the latest: %w", v.N, err)
+		}
+		d.byFP[v.Fingerprint] = s
+	}
+	return d, nil
+}
+
+// resolve returns the schema that decodes data written with writer into the
+// reader (latest) type.
+func (d *Decoder) resolve(writer avro.Schema) (avro.Schema, error) {
+	if writer.Fingerprint() == d.reader.Fingerprint() {
+		return d.reader, nil
+	}
+	return avro.NewSchemaCompatibility().Resolve(d.reader, writer)
+}
+
+// Decode decodes one framed record into e, which it resets first. Errors that
+// wrap ErrMalformed are permanent; others (registry lookups) are transient.
+func (d *Decoder) Decode(ctx context.Context, b []byte, e *Event) error {
+	s, payload, err := d.writerSchema(ctx, b)
+	if err != nil {
+		return err
+	}
+	*e = Event{}
+	if err := avroAPI.Unmarshal(s, payload, e); err != nil {
+		return fmt.Errorf("schemas: decode avro payload (%d bytes): %w: %w", len(payload), ErrMalformed, err)
+	}
+	return nil
+}
+
+func (d *Decoder) writerSchema(ctx context.Context, b []byte) (avro.Schema, []byte, error) {
+	switch {
+	case len(b) == 0:
+		return nil, nil, fmt.Errorf("schemas: empty record: %w", ErrMalformed)
+	case b[0] == singleObject0:
+		if len(b) < 10 || b[1] != singleObject1 {
+			return nil, nil, fmt.Errorf("schemas: truncated single-object header: %w", ErrMalformed)
+		}
+		var fp [8]byte
+		copy(fp[:], b[2:10])
+		s, ok := d.byFP[fp]
+		if !ok {
+			return nil, nil, fmt.Errorf("schemas: unknown schema fingerprint %x: %w", fp, ErrMalformed)
+		}
+		return s, b[10:], nil
+	case b[0] == confluentMagic:
+		if len(b) < 5 {
+			return nil, nil, fmt.Errorf("schemas: truncated schema registry header: %w", ErrMalformed)
+		}
+		id := int(binary.BigEndian.Uint32(b[1:5]))
+		s, err := d.schemaByID(ctx, id)
+		if err != nil {
+			return nil, nil, err
+		}
+		return s, b[5:], nil
+	}
+	return nil, nil, fmt.Errorf("schemas: unknown framing byte 0x%02x (want 0x00 schema registry or 0xC3 single-object): %w", b[0], ErrMalformed)
+}
+
+func (d *Decoder) schemaByID(ctx context.Context, id int) (avro.Schema, error) {
+	d.mu.RLock()
+	s, ok := d.byID[id]
+	d.mu.RUnlock()
+	if ok {
+		return s, nil
+	}
+	if d.registry == nil {
+		return nil, fmt.Errorf("schemas: record framed with schema registry id %d but no registry is configured: %w", id, ErrMalformed)
+	}
+	text, err := d.registry.SchemaTextByID(ctx, id)
+	if err != nil {
+		// A registry that answers "not found" is as final as a bad byte; any
+		// other failure may pass.
+		if isNotFound(err) {
+			return nil, fmt.Errorf("schemas: schema id %d not in registry: %w: %w", id, ErrMalformed, err)
+		}
+		return nil, fmt.Errorf("schemas: fetch schema id %d: %w", id, err)
+	}
+	w, err := avro.ParseWithCache(text, "", &avro.SchemaCache{})
+	if err != nil {
+		return nil, fmt.Errorf("schemas: parse registry schema id %d: %w: %w", id, ErrMalformed, err)
+	}
+	s, err = d.resolve(w)
+	if err != nil {
+		return nil, fmt.Errorf("schemas: registry schema id %d is incompatible with the reader: %w: %w", id, ErrMalformed, err)
+	}
+	d.mu.Lock()
+	d.byID[id] = s
+	d.mu.Unlock()
+	return s, nil
+}
