@@ -250,6 +250,16 @@ func TestDecodeMalformed(t *testing.T) {
 		{"short header", good[:6], "truncated single-object header"},
 		{"unknown fingerprint", append([]byte{0xC3, 0x01, 1, 2, 3, 4, 5, 6, 7, 8}, good[10:]...), "unknown schema fingerprint"},
 		{"truncated payload", good[:len(good)/2], "decode avro payload"},
+		{"trailing bytes", append(append([]byte{}, good...), 0, 0), "trailing bytes"},
+	}
+	// Every truncation of a valid record is rejected, not decoded into an
+	// event with empty fields.
+	for n := 10; n < len(good); n++ {
+		cases = append(cases, struct {
+			name string
+			b    []byte
+			want string
+		}{fmt.Sprintf("truncated at %d", n), good[:n], "decode avro payload"})
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -120,11 +120,25 @@ func (d *Decoder) Decode(ctx context.Context, b []byte, e *Event) error {
 		return err
 	}
 	*e = Event{}
-	if err := avroAPI.Unmarshal(s, payload, e); err != nil {
-		return fmt.Errorf("schemas: decode avro payload (%d bytes): %w: %w", len(payload), ErrMalformed, err)
+	r := readerPool.Get().(*avro.Reader)
+	defer readerPool.Put(r)
+	r.Reset(payload)
+	r.Error = nil // Reset keeps the previous record's error
+	r.ReadVal(s, e)
+	// avro.Unmarshal forgives running out of bytes in some places (it
+	// treats io.EOF as success), so a truncated record could pass as an
+	// event with empty fields: any end of input is an error here, and so
+	// are bytes left over after the record.
+	if r.Error != nil {
+		return fmt.Errorf("schemas: decode avro payload (%d bytes): %w: %w", len(payload), ErrMalformed, r.Error)
+	}
+	if r.Peek(); r.Error == nil {
+		return fmt.Errorf("schemas: decode avro payload (%d bytes): %w: trailing bytes after the record", len(payload), ErrMalformed)
 	}
 	return nil
 }
+
+var readerPool = sync.Pool{New: func() any { return avro.NewReader(nil, 0, avro.WithReaderConfig(avroAPI)) }}
 
 func (d *Decoder) writerSchema(ctx context.Context, b []byte) (avro.Schema, []byte, error) {
 	switch {

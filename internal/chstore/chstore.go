@@ -1,0 +1,236 @@
+// Package chstore connects to ClickHouse and applies agentrail's versioned
+// schema migrations.
+//
+// It deliberately does not know what the rows mean: the stages that write
+// (consumers) and read (anomaly, reports) own their queries. It does not start
+// a server either; internal/chserver does that for the embedded default.
+package chstore
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"embed"
+	"errors"
+	"fmt"
+	"os"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+)
+
+// DefaultAddr is the embedded server's native address (agentrail clickhouse).
+const DefaultAddr = "127.0.0.1:19000"
+
+// Config is how to reach ClickHouse.
+type Config struct {
+	Addr         []string `yaml:"addr"`
+	Database     string   `yaml:"database"`
+	Username     string   `yaml:"username"`
+	PasswordFile string   `yaml:"password_file"`
+	PasswordEnv  string   `yaml:"password_env"`
+	TLS          *TLS     `yaml:"tls"`
+}
+
+// TLS enables TLS to ClickHouse.
+type TLS struct {
+	CAFile     string `yaml:"ca_file"`
+	ServerName string `yaml:"server_name"`
+}
+
+// Defaults fills unset fields.
+func (c *Config) Defaults() {
+	if len(c.Addr) == 0 {
+		c.Addr = []string{DefaultAddr}
+	}
+	if c.Database == "" {
+		c.Database = "agentrail"
+	}
+	if c.Username == "" {
+		c.Username = "default"
+	}
+}
+
+var identRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,63}$`)
+
+// Validate checks the settings without any I/O.
+func (c *Config) Validate() error {
+	if len(c.Addr) == 0 {
+		return errors.New("clickhouse.addr: at least one host:port is required")
+	}
+	for i, a := range c.Addr {
+		if !strings.Contains(a, ":") {
+			return fmt.Errorf("clickhouse.addr[%d]: %q must be host:port", i, a)
+		}
+	}
+	if !identRE.MatchString(c.Database) {
+		return fmt.Errorf("clickhouse.database: %q must be an identifier ([A-Za-z_][A-Za-z0-9_]*, at most 64)", c.Database)
+	}
+	return nil
+}
+
+// Open connects and pings. The database need not exist yet.
+func Open(ctx context.Context, c Config) (driver.Conn, error) {
+	opts := &clickhouse.Options{
+		Addr:        c.Addr,
+		Auth:        clickhouse.Auth{Database: "default", Username: c.Username},
+		Compression: &clickhouse.Compression{Method: clickhouse.CompressionLZ4},
+		DialTimeout: 5 * time.Second,
+		ReadTimeout: 5 * time.Minute,
+		Settings:    clickhouse.Settings{"date_time_input_format": "best_effort"},
+	}
+	if c.PasswordFile != "" {
+		b, err := os.ReadFile(c.PasswordFile)
+		if err != nil {
+			return nil, fmt.Errorf("chstore: read clickhouse.password_file: %w", err)
+		}
+		opts.Auth.Password = strings.TrimRight(string(b), "\r\n")
+	} else if c.PasswordEnv != "" {
+		p, ok := os.LookupEnv(c.PasswordEnv)
+		if !ok {
+			return nil, fmt.Errorf("chstore: clickhouse.password_env: environment variable %s is not set", c.PasswordEnv)
+		}
+		opts.Auth.Password = p
+	}
+	if c.TLS != nil {
+		tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: c.TLS.ServerName}
+		if c.TLS.CAFile != "" {
+			pem, err := os.ReadFile(c.TLS.CAFile)
+			if err != nil {
+				return nil, fmt.Errorf("chstore: read clickhouse.tls.ca_file: %w", err)
+			}
+			tc.RootCAs = x509.NewCertPool()
+			tc.RootCAs.AppendCertsFromPEM(pem)
+		}
+		opts.TLS = tc
+	}
+	conn, err := clickhouse.Open(opts)
+	if err != nil {
+		return nil, fmt.Errorf("chstore: open %v: %w", c.Addr, err)
+	}
+	if err := conn.Ping(ctx); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("chstore: ping %v: %w", c.Addr, err)
+	}
+	return conn, nil
+}
+
+//go:embed migrations/*.sql
+var migrationFS embed.FS
+
+// Migration is one versioned DDL file.
+type Migration struct {
+	Version    int
+	Name       string
+	Statements []string
+}
+
+// Migrations returns the embedded migrations in version order, with {db}
+// replaced by the database name.
+func Migrations(db string) ([]Migration, error) {
+	entries, err := migrationFS.ReadDir("migrations")
+	if err != nil {
+		return nil, err
+	}
+	var ms []Migration
+	for _, e := range entries {
+		name := e.Name()
+		v, err := strconv.Atoi(strings.SplitN(name, "_", 2)[0])
+		if err != nil {
+			return nil, fmt.Errorf("chstore: migration %s: name must start with a version number", name)
+		}
+		raw, err := migrationFS.ReadFile("migrations/" + name)
+		if err != nil {
+			return nil, err
+		}
+		ms = append(ms, Migration{Version: v, Name: name, Statements: splitStatements(strings.ReplaceAll(string(raw), "{db}", db))})
+	}
+	sort.Slice(ms, func(i, j int) bool { return ms[i].Version < ms[j].Version })
+	for i := 1; i < len(ms); i++ {
+		if ms[i].Version == ms[i-1].Version {
+			return nil, fmt.Errorf("chstore: migrations %s and %s share version %d", ms[i-1].Name, ms[i].Name, ms[i].Version)
+		}
+	}
+	return ms, nil
+}
+
+// splitStatements splits a migration file on semicolons that end a line,
+// dropping comment-only lines. Migrations keep ';' out of string literals.
+func splitStatements(sql string) []string {
+	var out []string
+	var cur strings.Builder
+	for _, line := range strings.Split(sql, "\n") {
+		t := strings.TrimSpace(line)
+		if strings.HasPrefix(t, "--") || t == "" {
+			continue
+		}
+		cur.WriteString(line)
+		cur.WriteByte('\n')
+		if strings.HasSuffix(t, ";") {
+			s := strings.TrimSuffix(strings.TrimSpace(cur.String()), ";")
+			out = append(out, s)
+			cur.Reset()
+		}
+	}
+	if s := strings.TrimSpace(cur.String()); s != "" {
+		out = append(out, s)
+	}
+	return out
+}
+
+// Migrate creates the database and applies every migration not yet recorded
+// in {db}.schema_migrations. It returns the versions it applied. Statements
+// are idempotent (IF NOT EXISTS), so a migration interrupted half-way is
+// simply applied again.
+func Migrate(ctx context.Context, conn driver.Conn, db string) ([]int, error) {
+	if !identRE.MatchString(db) {
+		return nil, fmt.Errorf("chstore: database name %q is not an identifier", db)
+	}
+	if err := conn.Exec(ctx, "CREATE DATABASE IF NOT EXISTS "+db); err != nil {
+		return nil, fmt.Errorf("chstore: create database %s: %w", db, err)
+	}
+	if err := conn.Exec(ctx, `CREATE TABLE IF NOT EXISTS `+db+`.schema_migrations
+		(version UInt32, name String, applied_at DateTime64(3, 'UTC') DEFAULT now64(3))
+		ENGINE = ReplacingMergeTree ORDER BY version`); err != nil {
+		return nil, fmt.Errorf("chstore: create schema_migrations: %w", err)
+	}
+	done := map[int]bool{}
+	rows, err := conn.Query(ctx, "SELECT version FROM "+db+".schema_migrations")
+	if err != nil {
+		return nil, fmt.Errorf("chstore: read schema_migrations: %w", err)
+	}
+	for rows.Next() {
+		var v uint32
+		if err := rows.Scan(&v); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("chstore: read schema_migrations: %w", err)
+		}
+		done[int(v)] = true
+	}
+	rows.Close()
+	ms, err := Migrations(db)
+	if err != nil {
+		return nil, err
+	}
+	var applied []int
+	for _, m := range ms {
+		if done[m.Version] {
+			continue
+		}
+		for i, stmt := range m.Statements {
+			if err := conn.Exec(ctx, stmt); err != nil {
+				return applied, fmt.Errorf("chstore: migration %s statement %d: %w", m.Name, i+1, err)
+			}
+		}
+		if err := conn.Exec(ctx, "INSERT INTO "+db+".schema_migrations (version, name) VALUES (?, ?)", uint32(m.Version), m.Name); err != nil {
+			return applied, fmt.Errorf("chstore: record migration %s: %w", m.Name, err)
+		}
+		applied = append(applied, m.Version)
+	}
+	return applied, nil
+}
