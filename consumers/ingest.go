@@ -57,6 +57,13 @@ type IngestConfig struct {
 	MaxRecordBytes int           `yaml:"max_record_bytes"` // larger records are dead-lettered
 	MaxFuture      time.Duration `yaml:"max_future"`       // event_time ahead of now (clock skew)
 	MaxPast        time.Duration `yaml:"max_past"`         // event_time behind now (late, replayed)
+	// SessionTimeout is how long the group waits for a silent member
+	// (a crashed process) before giving its partitions to others.
+	SessionTimeout time.Duration `yaml:"session_timeout"`
+	// InstanceID, if set, makes this a static group member: a restarted
+	// process with the same id takes its partitions back at once, without
+	// a rebalance (use the pod or host name).
+	InstanceID string `yaml:"instance_id"`
 }
 
 // Defaults fills unset fields, in one place.
@@ -82,6 +89,9 @@ func (c *Config) Defaults() {
 	if in.MaxPast == 0 {
 		in.MaxPast = schemas.DefaultLimits.MaxPast
 	}
+	if in.SessionTimeout == 0 {
+		in.SessionTimeout = 10 * time.Second
+	}
 }
 
 // Validate checks the settings without I/O; call Defaults first.
@@ -106,6 +116,9 @@ func (c *Config) Validate() error {
 		return errors.New("ingest.max_future: must be >= 0")
 	case in.MaxPast <= 0:
 		return errors.New("ingest.max_past: must be > 0")
+	case in.SessionTimeout < 6*time.Second || in.SessionTimeout > 5*time.Minute:
+		// Kafka brokers refuse session timeouts under 6s by default.
+		return fmt.Errorf("ingest.session_timeout: %s out of range 6s..5m", in.SessionTimeout)
 	}
 	return nil
 }
@@ -211,8 +224,12 @@ func New(ctx context.Context, cfg Config, reg prometheus.Registerer, log *slog.L
 		kgo.DisableAutoCommit(),
 		kgo.BlockRebalanceOnPoll(),
 		kgo.FetchMaxBytes(32<<20),
+		kgo.SessionTimeout(cfg.Ingest.SessionTimeout),
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 	)
+	if cfg.Ingest.InstanceID != "" {
+		kopts = append(kopts, kgo.InstanceID(cfg.Ingest.InstanceID))
+	}
 	cl, err := kgo.NewClient(kopts...)
 	if err != nil {
 		return nil, fmt.Errorf("consumers: kafka client: %w", err)

@@ -1,0 +1,51 @@
+# agentrail — the two front-door commands are `make demo` and `make test`.
+SHELL := /bin/bash
+GO    ?= go
+BIN   := bin/agentrail
+PKGS  := ./...
+export CGO_ENABLED := 0
+
+.PHONY: all build chdb demo test unit vet fuzz bench lint clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/agentrail
+
+# The embedded ClickHouse engine library (ClickHouse 26.7 from npm), cached
+# outside the repository; a no-op once present.
+chdb:
+	@scripts/fetch-chdb.sh
+
+# The whole pipeline on the embedded default: broker, real ClickHouse,
+# simulated agents. DEMO_FLAGS="--duration 20s" shortens it.
+demo: chdb build
+	$(BIN) demo $(DEMO_FLAGS)
+
+vet:
+	$(GO) vet $(PKGS)
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+# Unit and integration tests against the embedded broker and a real
+# ClickHouse server, then a short run of every fuzz target.
+test: chdb build vet
+	AGENTRAIL_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 14m $(PKGS)
+	@$(MAKE) --no-print-directory fuzz FUZZTIME=5s
+
+FUZZTIME ?= 60s
+fuzz:
+	@set -e; for pkg in $$($(GO) list $(PKGS)); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+	    echo "fuzz $$pkg $$f ($(FUZZTIME))"; \
+	    $(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) $$pkg > /tmp/agentrail-fuzz.log 2>&1 || { cat /tmp/agentrail-fuzz.log; exit 1; }; \
+	  done; \
+	done
+
+bench: chdb build
+	AGENTRAIL_BIN=$(CURDIR)/$(BIN) $(GO) test -run '^$$' -bench . -benchmem -count 5 -timeout 14m $(PKGS)
+
+lint: vet
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@2025.1.1 $(PKGS)
+
+clean:
+	rm -rf bin out data

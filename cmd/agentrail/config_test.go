@@ -1,0 +1,56 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/agentrail/agentrail/consumers"
+)
+
+// The example config in deployments/ states the defaults: loading it must
+// give exactly what an empty config gives.
+func TestExampleConfigIsTheDefaults(t *testing.T) {
+	got, err := loadConfig("../../deployments/agentrail.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want consumers.Config
+	want.Defaults()
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("example config differs from the defaults:\n got %+v\nwant %+v", got, want)
+	}
+	if err := got.Validate(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	cases := []struct{ name, yaml, want string }{
+		{"unknown key", "kafka:\n  brokerz: [x]\n", "line 2: field brokerz not found"},
+		{"wrong type", "ingest:\n  batch_rows: many\n", "line 2"},
+		{"bad duration", "ingest:\n  batch_interval: soon\n", "line 2"},
+		{"out of range", "ingest:\n  batch_rows: 0\n  batch_interval: 2h\n", "ingest.batch_interval"},
+		{"bad broker", "kafka:\n  brokers: [localhost]\n", "kafka.brokers[0]"},
+		{"bad sasl", "kafka:\n  sasl:\n    mechanism: GSSAPI\n", "kafka.sasl.mechanism"},
+		{"password in file", "kafka:\n  sasl:\n    mechanism: PLAIN\n    username: u\n    password: p\n", "field password not found"},
+		{"bad database", "clickhouse:\n  database: \"a-b\"\n", "clickhouse.database"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			p := filepath.Join(t.TempDir(), "c.yaml")
+			if err := os.WriteFile(p, []byte(tc.yaml), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			cfg, err := loadConfig(p)
+			if err == nil {
+				err = cfg.Validate()
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want it to contain %q", err, tc.want)
+			}
+		})
+	}
+}

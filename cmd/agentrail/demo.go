@@ -1,0 +1,355 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/agentrail/agentrail/consumers"
+	"github.com/agentrail/agentrail/internal/broker"
+	"github.com/agentrail/agentrail/internal/chserver"
+	"github.com/agentrail/agentrail/internal/chstore"
+	"github.com/agentrail/agentrail/internal/kafkacfg"
+	"github.com/agentrail/agentrail/producers"
+	"github.com/agentrail/agentrail/producers/simulate"
+	"github.com/agentrail/agentrail/schemas"
+)
+
+// runDemo runs the whole pipeline on the embedded default — broker,
+// ClickHouse, ingest and a simulated fleet — then prints what arrived and two
+// analyst queries, and stops everything it started.
+func runDemo(ctx context.Context, args []string) int {
+	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	dir := fs.String("dir", "./data/demo", "working directory for the broker's and ClickHouse's data (emptied first)")
+	duration := fs.Duration("duration", 60*time.Second, "how long the simulated fleet runs")
+	rate := fs.Float64("rate", 400, "events per second the fleet emits")
+	seed := fs.Uint64("seed", 7, "simulator seed")
+	verbose := fs.Bool("v", false, "show the components' logs")
+	if ok, code := parseFlags(fs, args); !ok {
+		return code
+	}
+	level := slog.LevelWarn
+	if *verbose {
+		level = slog.LevelInfo
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	d := &demo{dir: *dir, log: log, out: os.Stdout}
+	err := d.run(ctx, *duration, *rate, *seed)
+	d.stop()
+	return exitCode("demo", err)
+}
+
+type demo struct {
+	dir string
+	log *slog.Logger
+	out io.Writer
+
+	cluster interface{ Close() }
+	ch      *chserver.Process
+	stopIn  func()
+}
+
+func (d *demo) printf(format string, args ...any) { fmt.Fprintf(d.out, format, args...) }
+
+func (d *demo) run(ctx context.Context, duration time.Duration, rate float64, seed uint64) error {
+	if err := os.RemoveAll(d.dir); err != nil {
+		return err
+	}
+	var kc kafkacfg.Config
+	kc.Defaults()
+
+	// 1. The embedded broker, persistent in dir/kafka.
+	cl, err := broker.Start(broker.Config{DataDir: filepath.Join(d.dir, "kafka"), Partitions: 12,
+		Topics: []string{kc.Topics.Events, kc.Topics.DeadLetter}})
+	if err != nil {
+		return err
+	}
+	d.cluster = cl
+	kc.Brokers = cl.ListenAddrs()
+
+	// 2. A real ClickHouse server in a child process.
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	tcp, err1 := chserver.FreePort()
+	httpPort, err2 := chserver.FreePort()
+	if err := errors.Join(err1, err2); err != nil {
+		return err
+	}
+	started := time.Now()
+	d.ch, err = chserver.StartProcess(ctx, self, chserver.Config{DataDir: filepath.Join(d.dir, "clickhouse"),
+		TCPPort: tcp, HTTPPort: httpPort, Logger: d.log})
+	if err != nil {
+		return err
+	}
+	d.printf("agentrail demo\n  Kafka (kfake, real protocol)   %s\n  ClickHouse %s (libchdb)  %s native, %s http — up in %s\n",
+		kc.Brokers[0], chserver.LibVersion, d.ch.Addr(), d.ch.HTTPAddr(), time.Since(started).Round(time.Millisecond))
+
+	// 3. Migrate and start ingest.
+	cfg := consumers.Config{Kafka: kc, ClickHouse: chstore.Config{Addr: []string{d.ch.Addr()}}}
+	cfg.Defaults()
+	applied, err := migrate(ctx, cfg.ClickHouse)
+	if err != nil {
+		return err
+	}
+	d.printf("  migrations applied             %v\n\n", applied)
+	in, err := consumers.New(ctx, cfg, prometheus.NewRegistry(), d.log)
+	if err != nil {
+		return err
+	}
+	inCtx, cancelIn := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- in.Run(inCtx) }()
+	d.stopIn = func() {
+		cancelIn()
+		<-done
+		_ = in.Close(context.Background())
+	}
+
+	// 4. The simulated fleet, through the producer SDK.
+	em, err := producers.New(producers.Config{Kafka: kc}, prometheus.NewRegistry(), d.log)
+	if err != nil {
+		return err
+	}
+	d.printf("simulating a fleet for %s at %.0f events/s ...\n", duration, rate)
+	fleet := simulate.New(simulate.Config{Seed: seed, ReorderRate: simulate.DefaultReorderRate, DuplicateRate: simulate.DefaultDuplicateRate})
+	stats, runErr := fleet.Run(ctx, em.Emit, rate, duration, time.Now)
+	closeCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	closeErr := em.Close(closeCtx)
+	cancel()
+	if err := errors.Join(runErr, closeErr); err != nil && ctx.Err() == nil {
+		return err
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	d.printf("published %d events in %d traces (%d re-delivered duplicates, %d traces out of order) in %s\n",
+		stats.Events, stats.Traces, stats.Duplicates, stats.Reordered, stats.Elapsed.Round(time.Millisecond))
+
+	// 5. A few poison records, as a misbehaving producer would send.
+	poison, err := d.sendPoison(ctx, kc)
+	if err != nil {
+		return err
+	}
+	d.printf("sent %d poison records (garbage, truncated Avro, invalid trace id, far-future time)\n", poison)
+
+	// 6. Wait until ingest has committed everything, then report.
+	caughtUp := time.Now()
+	if err := d.waitCaughtUp(ctx, kc, cfg.Ingest.Group); err != nil {
+		return err
+	}
+	d.printf("ingest caught up %s after the last event\n\n", time.Since(caughtUp).Round(time.Millisecond))
+	return d.report(ctx, cfg.ClickHouse.Database)
+}
+
+func (d *demo) sendPoison(ctx context.Context, kc kafkacfg.Config) (int, error) {
+	cl, err := newKafkaClient(kc)
+	if err != nil {
+		return 0, err
+	}
+	defer cl.Close()
+	now := time.Now().UTC()
+	bad := func(mut func(e *schemas.Event)) []byte {
+		e := simulate.New(simulate.Config{Seed: 99}).NextTrace(now)[0]
+		mut(&e)
+		b, _ := schemas.NewSingleObjectEncoder().AppendEncode(nil, &e)
+		return b
+	}
+	good := bad(func(*schemas.Event) {})
+	values := [][]byte{
+		[]byte(`{"this is":"not avro"}`),
+		good[:len(good)/3],
+		bad(func(e *schemas.Event) { e.TraceID = "not-a-trace-id" }),
+		bad(func(e *schemas.Event) { e.Time = now.Add(72 * time.Hour) }),
+	}
+	var recs []*kgo.Record
+	for _, v := range values {
+		recs = append(recs, &kgo.Record{Topic: kc.Topics.Events, Value: v})
+	}
+	return len(recs), cl.ProduceSync(ctx, recs...).FirstErr()
+}
+
+// waitCaughtUp waits until the ingest group has committed the end of every
+// partition of the events topic.
+func (d *demo) waitCaughtUp(ctx context.Context, kc kafkacfg.Config, group string) error {
+	cl, err := newKafkaClient(kc)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	deadline := time.Now().Add(5 * time.Minute)
+	for {
+		lag, err := adm.Lag(ctx, group)
+		if err == nil {
+			total := int64(0)
+			ok := true
+			lag.Each(func(l kadm.DescribedGroupLag) {
+				for _, ps := range l.Lag {
+					for _, p := range ps {
+						if p.Err != nil {
+							ok = false
+						}
+						total += p.Lag
+					}
+				}
+			})
+			if ok && total == 0 {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("ingest did not catch up within 5 minutes (last error: %v)", err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// report prints what arrived and two analyst queries, through ClickHouse's
+// HTTP interface, so the tables are ClickHouse's own rendering.
+func (d *demo) report(ctx context.Context, db string) error {
+	sections := []struct{ title, sql string }{
+		{"Events by type and tier (as analysts see them: v_events, each event once)",
+			`SELECT event_type, countIf(tier = 1) AS tier1, countIf(tier = 2) AS tier2, countIf(tier = 3) AS tier3, count() AS total
+			 FROM {db}.v_events GROUP BY event_type ORDER BY event_type`},
+		{"Traces",
+			`SELECT uniqExact(trace_id) AS traces,
+			        uniqExactIf(trace_id, event_type = 'result') AS with_result,
+			        uniqExactIf(trace_id, event_type = 'approval') AS with_approval,
+			        uniqExactIf(trace_id, outcome = 'deny') AS denied,
+			        uniqExactIf(trace_id, result_status IN ('failure', 'error')) AS failed
+			 FROM {db}.v_events`},
+		{"Dead letters (original bytes on the agentrail.events.dlq topic)",
+			`SELECT reason_class, field, count() AS records, any(reason) AS example_reason
+			 FROM {db}.dead_letters FINAL GROUP BY reason_class, field ORDER BY records DESC`},
+	}
+	for _, s := range sections {
+		if err := d.query(ctx, db, s.title, s.sql, false); err != nil {
+			return err
+		}
+	}
+	var trace string
+	if err := d.scalar(ctx, strings.ReplaceAll(`SELECT trace_id FROM {db}.v_events WHERE event_type = 'approval' AND tier = 3
+		ORDER BY event_time DESC LIMIT 1`, "{db}", db), &trace); err != nil {
+		return err
+	}
+	analyst := []struct{ title, sql string }{
+		{"Analyst query 1 — everything about one tier-3 trace: who asked, what was intended, which policy, who approved, what happened",
+			`SELECT event_time, event_type, agent_id, requested_by,
+			        if(event_type = 'intent', concat(tool, '.', action, ' ', target), '') AS intended,
+			        if(event_type = 'policy_decision', concat(outcome, ' by ', policy_id, ' v', toString(policy_version)), '') AS policy,
+			        if(event_type = 'approval', concat(approval_status, ' by ', approver, ' (', approver_role, ')'), '') AS approval,
+			        if(event_type = 'result', concat(result_status, if(changed_resource != '', concat(' -> ', changed_resource), '')), '') AS happened,
+			        substring(action_digest, 1, 12) AS digest
+			 FROM {db}.v_events WHERE trace_id = '` + trace + `' ORDER BY event_time`},
+		{"Analyst query 2 — what each team's agents did in the demo window: actions, denials, approvals, failures",
+			`SELECT team, uniqExact(agent_id) AS agents,
+			        countIf(event_type = 'intent') AS actions,
+			        countIf(outcome = 'deny') AS denied,
+			        countIf(approval_status = 'granted') AS approved,
+			        countIf(result_status IN ('failure', 'error')) AS failed,
+			        round(quantileIf(0.5)(duration_us, event_type = 'result') / 1000) AS median_ms
+			 FROM {db}.v_events WHERE event_time >= now() - INTERVAL 1 DAY GROUP BY team ORDER BY actions DESC`},
+	}
+	for _, s := range analyst {
+		if err := d.query(ctx, db, s.title, s.sql, true); err != nil {
+			return err
+		}
+	}
+	d.printf("Data stays in %s; query it with any ClickHouse client after `agentrail clickhouse --data-dir %s`.\n",
+		d.dir, filepath.Join(d.dir, "clickhouse"))
+	return nil
+}
+
+func (d *demo) query(ctx context.Context, db, title, sql string, showSQL bool) error {
+	sql = strings.ReplaceAll(sql, "{db}", db)
+	d.printf("%s\n", title)
+	if showSQL {
+		d.printf("%s\n", indent(dedent(sql), "  SQL> "))
+	}
+	body, err := d.http(ctx, sql+" FORMAT PrettyCompactMonoBlock")
+	if err != nil {
+		return err
+	}
+	d.printf("%s\n", body)
+	return nil
+}
+
+func (d *demo) scalar(ctx context.Context, sql string, into *string) error {
+	body, err := d.http(ctx, sql+" FORMAT TabSeparatedRaw")
+	*into = strings.TrimSpace(body)
+	return err
+}
+
+func (d *demo) http(ctx context.Context, sql string) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+d.ch.HTTPAddr()+"/?"+url.Values{
+		"output_format_pretty_color": {"0"}, "output_format_pretty_row_numbers": {"0"},
+	}.Encode(), strings.NewReader(sql))
+	if err != nil {
+		return "", err
+	}
+	resp, err := demoHTTP.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("query clickhouse: %w", err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return "", err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("query clickhouse: %s: %s", resp.Status, b)
+	}
+	return string(b), nil
+}
+
+// demoHTTP keeps no idle connections: the embedded server waits for open
+// connections when it stops.
+var demoHTTP = &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: time.Minute}
+
+func dedent(s string) string {
+	lines := strings.Split(s, "\n")
+	for i, l := range lines {
+		lines[i] = strings.TrimSpace(l)
+	}
+	return strings.Join(lines, "\n")
+}
+
+func indent(s, prefix string) string {
+	return prefix + strings.ReplaceAll(s, "\n", "\n"+strings.Repeat(" ", len(prefix)))
+}
+
+// stop stops whatever run started, in reverse order.
+func (d *demo) stop() {
+	if d.stopIn != nil {
+		d.stopIn()
+	}
+	if d.ch != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		if err := d.ch.Stop(ctx); err != nil {
+			d.log.Warn("stop clickhouse", "err", err)
+		}
+		cancel()
+	}
+	if d.cluster != nil {
+		d.cluster.Close()
+	}
+}

@@ -1,0 +1,156 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/agentrail/agentrail/internal/kafkacfg"
+	"github.com/agentrail/agentrail/internal/testenv"
+	"github.com/agentrail/agentrail/producers/simulate"
+	"github.com/agentrail/agentrail/schemas"
+)
+
+func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
+
+// TestIngestSurvivesSIGKILL kills the ingest process twice in the middle of a
+// run of 120,000 events and restarts it each time; in the end ClickHouse holds
+// exactly the produced events, each once as analysts see it.
+func TestIngestSurvivesSIGKILL(t *testing.T) {
+	const total = 120_000
+	var kc kafkacfg.Config
+	kc.Defaults()
+	addr := testenv.Broker(t, kc.Topics.Events, kc.Topics.DeadLetter)
+	chCfg, conn := testenv.ClickHouse(t)
+	bin := testenv.Binary(t)
+
+	ids := produceFleet(t, addr, kc.Topics.Events, total)
+	if len(ids) != total {
+		t.Fatalf("generated %d distinct events, want %d", len(ids), total)
+	}
+
+	db := chCfg.Database
+	stored := func() uint64 { return countRows(t, conn, "SELECT count() FROM "+db+".events") }
+	start := func(run int) *exec.Cmd {
+		cmd := exec.Command(bin, "ingest", "--brokers", addr, "--clickhouse", chCfg.Addr[0], "--database", db, "--metrics", "")
+		logf, err := os.Create(filepath.Join(t.TempDir(), fmt.Sprintf("ingest-%d.log", run)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd.Stdout, cmd.Stderr = logf, logf
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+		return cmd
+	}
+
+	for run, killAt := range []uint64{25_000, 70_000} {
+		cmd := start(run)
+		testenv.Eventually(t, 2*time.Minute, fmt.Sprintf("%d rows before kill %d", killAt, run+1), func() (bool, error) {
+			return stored() >= killAt, nil
+		})
+		// Land the kill anywhere in the next batch's life: polling,
+		// inserting, or between insert and commit.
+		time.Sleep(time.Duration(rand.IntN(300)) * time.Millisecond)
+		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		_ = cmd.Wait()
+		t.Logf("kill %d: SIGKILL with %d rows stored", run+1, stored())
+	}
+	last := start(2)
+	testenv.Eventually(t, 3*time.Minute, "all events stored", func() (bool, error) {
+		n := countRows(t, conn, "SELECT count(DISTINCT event_id) FROM "+db+".events")
+		return n == total, fmt.Errorf("%d of %d distinct events", n, total)
+	})
+	_ = last.Process.Signal(syscall.SIGTERM)
+	_ = last.Wait()
+
+	raw := stored()
+	distinct := countRows(t, conn, "SELECT count(DISTINCT event_id) FROM "+db+".events")
+	seen := countRows(t, conn, "SELECT count() FROM "+db+".v_events")
+	dead := countRows(t, conn, "SELECT count() FROM "+db+".dead_letters")
+	t.Logf("produced %d; stored rows %d (re-delivered before merge: %d); distinct %d; analysts see %d; dead letters %d",
+		total, raw, raw-distinct, distinct, seen, dead)
+	if distinct != total || seen != total || dead != 0 {
+		t.Fatalf("distinct %d, seen %d, dead letters %d; want %d, %d, 0", distinct, seen, dead, total, total)
+	}
+	// The stored ids are exactly the produced ids: compare digests of the
+	// sorted id lists.
+	var got string
+	if err := conn.QueryRow(context.Background(),
+		"SELECT lower(hex(SHA256(arrayStringConcat(arraySort(groupArray(event_id)), '\\n')))) FROM "+db+".v_events").Scan(&got); err != nil {
+		t.Fatal(err)
+	}
+	if want := idDigest(ids); got != want {
+		t.Fatalf("digest of stored event ids %s != digest of produced ids %s", got, want)
+	}
+}
+
+// produceFleet publishes total simulated events and returns their ids.
+func produceFleet(t *testing.T, addr, topic string, total int) map[string]struct{} {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ProducerLinger(5*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	fleet := simulate.New(simulate.Config{Seed: 42})
+	enc := schemas.NewSingleObjectEncoder()
+	ids := make(map[string]struct{}, total)
+	now := time.Now().UTC()
+	var recs []*kgo.Record
+	for len(ids) < total {
+		for _, e := range fleet.NextTrace(now) {
+			if _, dup := ids[e.EventID]; dup || len(ids) == total {
+				continue
+			}
+			ids[e.EventID] = struct{}{}
+			b, err := enc.AppendEncode(nil, &e)
+			if err != nil {
+				t.Fatal(err)
+			}
+			recs = append(recs, &kgo.Record{Topic: topic, Key: []byte(e.TraceID), Value: b})
+		}
+		if len(recs) >= 10_000 || len(ids) == total {
+			if err := cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+			recs = recs[:0]
+		}
+	}
+	return ids
+}
+
+func countRows(t *testing.T, conn driver.Conn, q string) uint64 {
+	t.Helper()
+	var n uint64
+	if err := conn.QueryRow(context.Background(), q).Scan(&n); err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+	return n
+}
+
+func idDigest(ids map[string]struct{}) string {
+	sorted := make([]string, 0, len(ids))
+	for id := range ids {
+		sorted = append(sorted, id)
+	}
+	slices.Sort(sorted)
+	sum := sha256.Sum256([]byte(strings.Join(sorted, "\n")))
+	return hex.EncodeToString(sum[:])
+}

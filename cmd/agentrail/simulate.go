@@ -1,0 +1,203 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sort"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/agentrail/agentrail/internal/kafkacfg"
+	"github.com/agentrail/agentrail/producers"
+	"github.com/agentrail/agentrail/producers/simulate"
+	"github.com/agentrail/agentrail/schemas"
+)
+
+// producerFlags are the flags of the commands that publish events.
+type producerFlags struct {
+	brokers, registry, topic string
+}
+
+func (f *producerFlags) register(fs *flag.FlagSet) {
+	var kc kafkacfg.Config
+	kc.Defaults()
+	fs.StringVar(&f.brokers, "brokers", kafkacfg.DefaultBroker, "comma-separated Kafka seed brokers")
+	fs.StringVar(&f.registry, "registry", "", "schema registry URL (optional; without it records use the Avro single-object encoding)")
+	fs.StringVar(&f.topic, "topic", kc.Topics.Events, "events topic")
+}
+
+// emitter creates the events topic if it is missing and returns an Emitter
+// for it, with a counter of the events that failed delivery.
+func (f *producerFlags) emitter(ctx context.Context, log *slog.Logger) (*producers.Emitter, *atomic.Int64, error) {
+	var kc kafkacfg.Config
+	kc.Brokers = strings.Split(f.brokers, ",")
+	kc.Topics.Events = f.topic
+	kc.Defaults()
+	if err := kc.Validate(); err != nil {
+		return nil, nil, err
+	}
+	if err := ensureTopics(ctx, kc); err != nil {
+		return nil, nil, err
+	}
+	failed := new(atomic.Int64)
+	em, err := producers.New(producers.Config{
+		Kafka:       kc,
+		RegistryURL: f.registry,
+		OnDeliveryError: func(string, error) {
+			failed.Add(1)
+		},
+	}, prometheus.NewRegistry(), log)
+	return em, failed, err
+}
+
+// closeEmitter flushes and closes em with a budget of its own: ctx may be
+// canceled already (Ctrl-C), and what was accepted should still go out.
+func closeEmitter(em *producers.Emitter) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return em.Close(ctx)
+}
+
+func runSimulate(ctx context.Context, args []string) int {
+	fs := flag.NewFlagSet("simulate", flag.ContinueOnError)
+	var pf producerFlags
+	pf.register(fs)
+	rate := fs.Float64("rate", 500, "events per second (0: as fast as possible)")
+	duration := fs.Duration("duration", 60*time.Second, "how long to run (0: until interrupted or --events)")
+	seed := fs.Uint64("seed", 1, "random seed: the same seed generates the same fleet and traces")
+	out := fs.String("out", "", `write canonical JSON lines to FILE instead of producing to Kafka ("-": stdout)`)
+	events := fs.Int("events", 0, "stop after N events (0: no limit)")
+	reorder := fs.Float64("reorder-rate", simulate.DefaultReorderRate, "share of traces delivered out of order, 0..1")
+	dups := fs.Float64("duplicate-rate", simulate.DefaultDuplicateRate, "share of events delivered twice, 0..1")
+	plant := fs.String("plant", "", "scenarios to plant, name=rate,... (known: "+strings.Join(simulate.BuiltinNames(), ", ")+")")
+	if ok, code := parseFlags(fs, args); !ok {
+		return code
+	}
+	var bad []string
+	if *rate < 0 {
+		bad = append(bad, "--rate must be >= 0")
+	}
+	if *duration < 0 {
+		bad = append(bad, "--duration must be >= 0")
+	}
+	if *events < 0 {
+		bad = append(bad, "--events must be >= 0")
+	}
+	if !(*reorder >= 0 && *reorder <= 1) || !(*dups >= 0 && *dups <= 1) {
+		bad = append(bad, "--reorder-rate and --duplicate-rate must be in 0..1")
+	}
+	scenarios, err := simulate.ParseScenarios(*plant)
+	if err != nil {
+		bad = append(bad, "--plant: "+err.Error())
+	}
+	if len(bad) > 0 {
+		fmt.Fprintf(os.Stderr, "agentrail simulate: %s\n", strings.Join(bad, "; "))
+		return 2
+	}
+
+	log := newLogger()
+	fleet := simulate.New(simulate.Config{Seed: *seed, ReorderRate: *reorder, DuplicateRate: *dups, Scenarios: scenarios})
+	var (
+		emit    func(context.Context, *schemas.Event) error
+		finish  func() error
+		failed  = new(atomic.Int64)
+		summary = io.Writer(os.Stdout)
+		dest    string
+	)
+	if *out != "" {
+		w, closeOut, err := openOut(*out)
+		if err != nil {
+			return exitCode("simulate", err)
+		}
+		if *out == "-" {
+			summary = os.Stderr // stdout carries the events
+		}
+		dest = *out
+		bw := bufio.NewWriterSize(w, 256<<10)
+		var line []byte
+		emit = func(_ context.Context, e *schemas.Event) error {
+			var err error
+			if line, err = schemas.AppendJSON(line[:0], e); err != nil {
+				return err
+			}
+			_, err = bw.Write(append(line, '\n'))
+			return err
+		}
+		finish = func() error { return errors.Join(bw.Flush(), closeOut()) }
+	} else {
+		em, f, err := pf.emitter(ctx, log)
+		if err != nil {
+			return exitCode("simulate", err)
+		}
+		failed = f
+		dest = "kafka topic " + pf.topic
+		emit = em.Emit
+		finish = func() error { return closeEmitter(em) }
+	}
+	if *events > 0 {
+		limit, n, inner := *events, 0, emit
+		emit = func(ctx context.Context, e *schemas.Event) error {
+			if n >= limit {
+				return simulate.ErrStop
+			}
+			if err := inner(ctx, e); err != nil {
+				return err
+			}
+			n++
+			return nil
+		}
+	}
+
+	log.Info("simulating", "seed", *seed, "rate", *rate, "duration", *duration, "events", *events, "to", dest)
+	st, runErr := fleet.Run(ctx, emit, *rate, *duration, time.Now)
+	finishErr := finish()
+	fmt.Fprintf(summary, "simulate: %d events in %d traces to %s in %s (%.0f/s; %d duplicates, %d out of order%s%s)\n",
+		st.Events, st.Traces, dest, st.Elapsed.Round(time.Millisecond), float64(st.Events)/max(st.Elapsed.Seconds(), 1e-9),
+		st.Duplicates, st.Reordered, plantedSummary(st.Planted), failedSummary(failed.Load()))
+	return exitCode("simulate", errors.Join(runErr, finishErr))
+}
+
+// openOut opens path for writing, "-" meaning stdout.
+func openOut(path string) (io.Writer, func() error, error) {
+	if path == "-" {
+		return os.Stdout, func() error { return nil }, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	return f, f.Close, nil
+}
+
+func plantedSummary(planted map[string]int) string {
+	if len(planted) == 0 {
+		return ""
+	}
+	names := make([]string, 0, len(planted))
+	for n := range planted {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var b strings.Builder
+	b.WriteString("; planted")
+	for _, n := range names {
+		fmt.Fprintf(&b, " %s=%d", n, planted[n])
+	}
+	return b.String()
+}
+
+func failedSummary(n int64) string {
+	if n == 0 {
+		return ""
+	}
+	return fmt.Sprintf("; %d failed delivery", n)
+}

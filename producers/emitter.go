@@ -1,0 +1,675 @@
+package producers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sr"
+
+	"github.com/agentrail/agentrail/schemas"
+)
+
+// Errors callers branch on.
+var (
+	// ErrBufferFull: the event was refused because MaxBufferedRecords
+	// events were waiting for Kafka for longer than BlockLimit. It reports
+	// Temporary() true: the same event may be offered again.
+	ErrBufferFull error = temporaryError("producers: buffer full")
+	// ErrUnavailable: the event was refused because recent deliveries to
+	// Kafka failed. The returned error wraps the delivery failure's cause.
+	// Calls succeed again once Kafka answers.
+	ErrUnavailable = errors.New("producers: kafka unavailable")
+	// ErrClosed: the Emitter is closed.
+	ErrClosed = errors.New("producers: emitter closed")
+)
+
+// temporaryError is an error worth retrying; generic callers (the
+// simulator) recognise it by its Temporary method without importing this
+// package.
+type temporaryError string
+
+func (e temporaryError) Error() string   { return string(e) }
+func (e temporaryError) Temporary() bool { return true }
+
+// unavailableError is ErrUnavailable with its cause. One value is built per
+// outage and returned to every refused call, so refusing costs nothing.
+type unavailableError struct{ cause error }
+
+func (e *unavailableError) Error() string        { return ErrUnavailable.Error() + ": " + e.cause.Error() }
+func (e *unavailableError) Is(target error) bool { return target == ErrUnavailable }
+func (e *unavailableError) Unwrap() error        { return e.cause }
+
+// Action is what the events of one agent action share besides their body:
+// the trace, who asked for it, its tier. Fill it once and pass the same
+// *Action to Intent, Decision, Approval and Result; Intent completes it.
+type Action struct {
+	// Trace identifies the action. If zero, the methods use the trace in
+	// the context (ContextWithTrace); if there is none, Intent starts a new
+	// trace and stores it here.
+	Trace       TraceContext
+	RequestedBy string            // the human on whose behalf the agent acts
+	Tier        int32             // 1..3; if 0, Intent and Decision set it from their body
+	SessionID   string            // optional
+	Labels      map[string]string // optional, copied by reference onto every event
+	Agent       *schemas.Agent    // nil: Config.Agent
+	// Digest is the action digest; Intent sets it, and Approval and Result
+	// use it when their body's ActionDigest is empty.
+	Digest string
+}
+
+// Emitter publishes agent events to Kafka. Its methods are safe for
+// concurrent use.
+type Emitter struct {
+	cfg     Config
+	log     *slog.Logger
+	cl      *kgo.Client
+	m       metrics
+	promise func(*kgo.Record, error) // bound once: a method value allocates
+
+	encoders sync.Pool // *schemas.Encoder: not safe for concurrent use
+	records  sync.Pool // *pending
+	boxes    sync.Pool // *eventBox
+
+	// slots holds one token per accepted, unacknowledged event.
+	slots chan struct{}
+
+	down     atomic.Pointer[unavailableError] // non-nil while deliveries fail
+	failures atomic.Uint64                    // delivery failures so far
+	lastErr  atomic.Pointer[error]            // the latest delivery failure
+	wake     chan struct{}                    // tells the prober an outage began
+
+	mu     sync.RWMutex // held shared by publishers, exclusively by Close
+	closed bool
+
+	closeOnce sync.Once
+	closeErr  error
+	done      chan struct{}
+	probeDone chan struct{}
+}
+
+// pending is one record on its way to Kafka. It is its own record context:
+// the context is never canceled, so franz-go fails a buffered record only at
+// the delivery timeout, and the promise finds the pending again through it.
+type pending struct {
+	context.Context
+	rec     kgo.Record
+	buf     []byte // key (the trace id) then value
+	eventID string
+}
+
+// eventBox holds an event and its bodies, so the typed methods build events
+// without allocating.
+type eventBox struct {
+	ev schemas.Event
+	in schemas.Intent
+	de schemas.Decision
+	ap schemas.Approval
+	re schemas.Result
+}
+
+// maxPooledBuf keeps an occasional huge event from pinning its buffer.
+const maxPooledBuf = 64 << 10
+
+// New validates cfg and builds an Emitter. When cfg.RegistryURL is set it
+// registers the Event schema there first, within DeliveryTimeout; Kafka
+// itself is dialled lazily, on the first event.
+func New(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Emitter, error) {
+	cfg.Defaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	e := &Emitter{
+		cfg:       cfg,
+		log:       log,
+		slots:     make(chan struct{}, cfg.MaxBufferedRecords),
+		wake:      make(chan struct{}, 1),
+		done:      make(chan struct{}),
+		probeDone: make(chan struct{}),
+	}
+	e.promise = e.delivered
+	e.records.New = func() any {
+		p := &pending{Context: context.Background()}
+		p.buf = make([]byte, 0, 1024)
+		return p
+	}
+	e.boxes.New = func() any { return new(eventBox) }
+
+	newEncoder := func() any { return schemas.NewSingleObjectEncoder() }
+	if cfg.RegistryURL != "" {
+		id, err := register(cfg)
+		if err != nil {
+			return nil, err
+		}
+		newEncoder = func() any { return schemas.NewConfluentEncoder(id) }
+		log.Info("event schema registered", "registry", cfg.RegistryURL, "subject", schemas.Subject(cfg.Kafka.Topics.Events), "id", id)
+	}
+	e.encoders.New = newEncoder
+
+	opts, err := cfg.Kafka.Opts()
+	if err != nil {
+		return nil, fmt.Errorf("producers: kafka options: %w", err)
+	}
+	opts = append(opts,
+		kgo.DefaultProduceTopic(cfg.Kafka.Topics.Events),
+		// The slots channel is the real bound. franz-go's own bound sits a
+		// little above it because it frees a record's space only after the
+		// record's promise (which frees the slot) returns.
+		kgo.MaxBufferedRecords(cfg.MaxBufferedRecords+64),
+		kgo.RecordDeliveryTimeout(cfg.DeliveryTimeout),
+		// Without this, franz-go's idempotent producer holds a record it
+		// once tried to send until it learns the outcome, and a vanished
+		// cluster never tells: the delivery timeout would not bound
+		// anything. The price is a possible duplicate when a failed event
+		// is re-emitted, which consumers absorb: event_id is the
+		// deduplication key.
+		kgo.AllowIdempotentProduceCancellation(),
+		kgo.ProducerLinger(cfg.Linger),
+		// Records are keyed by trace id; the default partitioner hashes keys
+		// with murmur2 like the Java client, so a trace keeps one partition
+		// whatever language produced it.
+		kgo.WithLogger(kgoLogger{log}),
+	)
+	opts = append(opts, cfg.kgoOpts...)
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("producers: kafka client: %w", err)
+	}
+	e.cl = cl
+	if err := e.m.register(reg, e.slots); err != nil {
+		cl.Close()
+		return nil, err
+	}
+	go e.probe()
+	return e, nil
+}
+
+func register(cfg Config) (int, error) {
+	rcl, err := sr.NewClient(sr.URLs(cfg.RegistryURL))
+	if err != nil {
+		return 0, fmt.Errorf("producers: schema registry client: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.DeliveryTimeout)
+	defer cancel()
+	id, err := schemas.Register(ctx, rcl, cfg.Kafka.Topics.Events)
+	if err != nil {
+		return 0, fmt.Errorf("producers: register event schema: %w", err)
+	}
+	return id, nil
+}
+
+// Intent publishes what the agent is about to do. If in.ActionDigest is
+// empty it is computed; the digest is returned and stored in a.Digest, and
+// a zero a.Tier takes in.Tier (and the other way round).
+func (e *Emitter) Intent(ctx context.Context, a *Action, in schemas.Intent) (string, error) {
+	if a.Trace.IsZero() {
+		tc, ok := TraceFromContext(ctx)
+		if !ok {
+			tc = NewTraceContext()
+		}
+		a.Trace = tc
+	}
+	if in.Tier == 0 {
+		in.Tier = a.Tier
+	}
+	if a.Tier == 0 {
+		a.Tier = in.Tier
+	}
+	if in.ActionDigest == "" {
+		in.ActionDigest = schemas.ActionDigest(e.agent(a).ID, in.Tool, in.Action, in.Target, in.Parameters)
+	}
+	b := e.boxes.Get().(*eventBox)
+	b.in = in
+	b.ev.Intent = &b.in
+	err := e.publishBox(ctx, b, a, schemas.TypeIntent)
+	if err != nil {
+		return "", err
+	}
+	a.Digest = in.ActionDigest
+	return in.ActionDigest, nil
+}
+
+// Decision publishes the policy engine's verdict on the action. A zero
+// d.Tier takes a.Tier (and the other way round).
+func (e *Emitter) Decision(ctx context.Context, a *Action, d schemas.Decision) error {
+	if d.Tier == 0 {
+		d.Tier = a.Tier
+	}
+	if a.Tier == 0 {
+		a.Tier = d.Tier
+	}
+	b := e.boxes.Get().(*eventBox)
+	b.de = d
+	b.ev.Decision = &b.de
+	return e.publishBox(ctx, b, a, schemas.TypeDecision)
+}
+
+// Approval publishes a step of the action's approval. An empty
+// ap.ActionDigest takes a.Digest.
+func (e *Emitter) Approval(ctx context.Context, a *Action, ap schemas.Approval) error {
+	if ap.ActionDigest == "" {
+		ap.ActionDigest = a.Digest
+	}
+	fillEnumDefaults(&ap)
+	b := e.boxes.Get().(*eventBox)
+	b.ap = ap
+	b.ev.Approval = &b.ap
+	return e.publishBox(ctx, b, a, schemas.TypeApproval)
+}
+
+// Result publishes what happened when the action ran, or why it did not.
+// An empty r.ActionDigest takes a.Digest.
+func (e *Emitter) Result(ctx context.Context, a *Action, r schemas.Result) error {
+	if r.ActionDigest == "" {
+		r.ActionDigest = a.Digest
+	}
+	b := e.boxes.Get().(*eventBox)
+	b.re = r
+	b.ev.Result = &b.re
+	return e.publishBox(ctx, b, a, schemas.TypeResult)
+}
+
+// Emit publishes ev as it is, validated but not filled in, except that an
+// approval's empty approver_kind and scope are written as the schema's
+// defaults (human, single); ev itself is not changed. Replay and the
+// simulator use it; agents use the typed methods.
+func (e *Emitter) Emit(ctx context.Context, ev *schemas.Event) error {
+	if ap := ev.Approval; ap != nil && (ap.ApproverKind == "" || ap.Scope == "") {
+		// Copy rather than change the caller's event.
+		cp, apc := *ev, *ap
+		fillEnumDefaults(&apc)
+		cp.Approval = &apc
+		ev = &cp
+	}
+	return e.publish(ctx, ev, time.Now())
+}
+
+// fillEnumDefaults gives the approval enums that the contract lets be empty
+// the value the Avro schema defaults them to: Avro has no empty enum symbol,
+// so an empty one would fail to encode.
+func fillEnumDefaults(ap *schemas.Approval) {
+	if ap.ApproverKind == "" {
+		ap.ApproverKind = schemas.PrincipalHuman
+	}
+	if ap.Scope == "" {
+		ap.Scope = schemas.ScopeSingle
+	}
+}
+
+func (e *Emitter) agent(a *Action) *schemas.Agent {
+	if a.Agent != nil {
+		return a.Agent
+	}
+	return &e.cfg.Agent
+}
+
+// publishBox fills the envelope of b.ev from a, publishes it and recycles b.
+func (e *Emitter) publishBox(ctx context.Context, b *eventBox, a *Action, typ schemas.EventType) error {
+	tc := a.Trace
+	if tc.IsZero() {
+		tc, _ = TraceFromContext(ctx)
+	}
+	now := time.Now()
+	ev := &b.ev
+	ev.EventID = newEventID(now)
+	ev.TraceID = tc.TraceID
+	ev.SpanID = tc.SpanID
+	ev.Type = typ
+	ev.Time = now.UTC().Truncate(time.Microsecond)
+	ev.Agent = *e.agent(a)
+	ev.RequestedBy = a.RequestedBy
+	ev.Tier = a.Tier
+	ev.Producer = e.cfg.Producer
+	ev.SessionID = a.SessionID
+	ev.Labels = a.Labels
+	err := e.publish(ctx, ev, now)
+	*b = eventBox{}
+	e.boxes.Put(b)
+	return err
+}
+
+// publish validates, encodes and hands ev to franz-go. It blocks only while
+// waiting for buffer space, at most BlockLimit.
+func (e *Emitter) publish(ctx context.Context, ev *schemas.Event, now time.Time) error {
+	if err := schemas.Validate(ev, now, schemas.Limits{}); err != nil {
+		e.m.invalid.Inc()
+		return fmt.Errorf("producers: %s event refused: %w", ev.Type, err)
+	}
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	if e.closed {
+		return ErrClosed
+	}
+	if d := e.down.Load(); d != nil {
+		e.m.unavailable.Inc()
+		return d
+	}
+
+	p := e.records.Get().(*pending)
+	enc := e.encoders.Get().(*schemas.Encoder)
+	buf := append(p.buf[:0], ev.TraceID...)
+	buf, err := enc.AppendEncode(buf, ev)
+	e.encoders.Put(enc)
+	p.buf = buf
+	if err != nil {
+		e.recycle(p)
+		e.m.invalid.Inc()
+		return fmt.Errorf("producers: encode %s event: %w", ev.Type, err)
+	}
+	if err := e.acquire(ctx); err != nil {
+		e.recycle(p)
+		return err
+	}
+	k := len(ev.TraceID)
+	p.rec.Key = buf[:k:k]
+	p.rec.Value = buf[k:]
+	p.rec.Context = p
+	p.eventID = ev.EventID
+	// TryProduce, not Produce: our slots already bound the buffer, and the
+	// record's context (p) is never canceled, so a caller's short deadline
+	// cannot fail records that are already buffered.
+	e.cl.TryProduce(p, &p.rec, e.promise)
+	e.m.countAccepted(ev.Type)
+	return nil
+}
+
+// acquire takes a buffer slot, waiting at most BlockLimit.
+func (e *Emitter) acquire(ctx context.Context) error {
+	select {
+	case e.slots <- struct{}{}:
+		return nil
+	default:
+	}
+	t := time.NewTimer(e.cfg.BlockLimit)
+	defer t.Stop()
+	select {
+	case e.slots <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("producers: waiting for buffer space: %w", context.Cause(ctx))
+	case <-t.C:
+	}
+	// A buffer that stays full usually means Kafka is gone: say so if the
+	// deliveries have started failing meanwhile.
+	if d := e.down.Load(); d != nil {
+		e.m.unavailable.Inc()
+		return d
+	}
+	e.m.bufferFull.Inc()
+	return ErrBufferFull
+}
+
+func (e *Emitter) recycle(p *pending) {
+	if cap(p.buf) > maxPooledBuf {
+		p.buf = nil
+	}
+	p.buf = p.buf[:0]
+	p.rec = kgo.Record{}
+	p.eventID = ""
+	e.records.Put(p)
+}
+
+// delivered is the promise of every record. franz-go calls promises one at
+// a time on its own goroutine, and forgets the record once this returns.
+func (e *Emitter) delivered(r *kgo.Record, err error) {
+	p := r.Context.(*pending)
+	id := p.eventID
+	e.recycle(p)
+	<-e.slots
+	if err == nil {
+		if e.down.Load() != nil {
+			e.down.Store(nil)
+			e.log.Info("kafka deliveries succeed again")
+		}
+		return
+	}
+	e.failures.Add(1)
+	last := err // a copy, so that err itself stays off the heap on success
+	e.lastErr.Store(&last)
+	e.m.delivery.Inc()
+	if recordSpecific(err) || errors.Is(err, kgo.ErrClientClosed) || errors.Is(err, kgo.ErrMaxBuffered) {
+		// This record is at fault, or we are shutting down, or franz-go's
+		// own buffer bound raced ours: Kafka itself is not known to be
+		// unavailable.
+	} else if e.down.CompareAndSwap(nil, &unavailableError{cause: err}) {
+		e.log.Warn("kafka deliveries failing, refusing events until kafka answers", "err", err)
+		select {
+		case e.wake <- struct{}{}:
+		default:
+		}
+	}
+	if fn := e.cfg.OnDeliveryError; fn != nil {
+		fn(id, err)
+	}
+}
+
+// recordSpecific reports whether err condemns one record rather than the
+// connection to Kafka.
+func recordSpecific(err error) bool {
+	return errors.Is(err, kerr.MessageTooLarge) || errors.Is(err, kerr.RecordListTooLarge) ||
+		errors.Is(err, kerr.InvalidRecord) || errors.Is(err, kerr.CorruptMessage)
+}
+
+// probe runs for the Emitter's life. During an outage it asks Kafka every
+// ProbeInterval whether the events topic has leaders again, and ends the
+// outage when it does: refused calls produce nothing, so without the probe
+// no delivery could ever succeed to end it.
+func (e *Emitter) probe() {
+	defer close(e.probeDone)
+	adm := kadm.NewClient(e.cl)
+	topic := e.cfg.Kafka.Topics.Events
+	tick := time.NewTicker(e.cfg.ProbeInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-e.done:
+			return
+		case <-e.wake:
+		}
+		for e.down.Load() != nil {
+			select {
+			case <-e.done:
+				return
+			case <-tick.C:
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), e.cfg.ProbeInterval)
+			err := topicReady(ctx, adm, topic)
+			cancel()
+			if err == nil {
+				e.down.Store(nil)
+				e.log.Info("kafka reachable again, accepting events", "topic", topic)
+			}
+		}
+	}
+}
+
+func topicReady(ctx context.Context, adm *kadm.Client, topic string) error {
+	md, err := adm.Metadata(ctx, topic)
+	if err != nil {
+		return err
+	}
+	td, ok := md.Topics[topic]
+	switch {
+	case !ok:
+		return kerr.UnknownTopicOrPartition
+	case td.Err != nil:
+		return td.Err
+	case len(td.Partitions) == 0:
+		return kerr.UnknownTopicOrPartition
+	}
+	for _, p := range td.Partitions {
+		if p.Err != nil {
+			return p.Err
+		}
+		if p.Leader < 0 {
+			return kerr.LeaderNotAvailable
+		}
+	}
+	return nil
+}
+
+// Flush waits until every accepted event is delivered or failed, or ctx
+// ends. It reports the failures that happened meanwhile.
+func (e *Emitter) Flush(ctx context.Context) error {
+	e.mu.RLock()
+	closed := e.closed
+	e.mu.RUnlock()
+	if closed {
+		return ErrClosed
+	}
+	return e.flush(ctx)
+}
+
+func (e *Emitter) flush(ctx context.Context) error {
+	before := e.failures.Load()
+	if err := e.cl.Flush(ctx); err != nil {
+		return fmt.Errorf("producers: flush: %d events still buffered: %w", len(e.slots), err)
+	}
+	if n := e.failures.Load() - before; n > 0 {
+		var cause error = ErrUnavailable
+		if p := e.lastErr.Load(); p != nil {
+			cause = *p
+		}
+		return fmt.Errorf("producers: flush: %d events failed delivery: %w", n, cause)
+	}
+	return nil
+}
+
+// Close refuses new events, flushes the buffered ones within ctx's budget,
+// and closes the Kafka client; events still buffered then are failed and
+// reported like any delivery failure. It is idempotent.
+func (e *Emitter) Close(ctx context.Context) error {
+	e.closeOnce.Do(func() {
+		e.mu.Lock()
+		e.closed = true
+		e.mu.Unlock()
+		e.closeErr = e.flush(ctx)
+		close(e.done)
+		<-e.probeDone
+		e.cl.Close()
+		e.awaitPromises()
+	})
+	return e.closeErr
+}
+
+// awaitPromises waits until every accepted event's promise has run, so each
+// failure has been counted and reported when Close returns: franz-go fails
+// the records Close leaves behind asynchronously. Holding every slot means
+// no promise is outstanding.
+func (e *Emitter) awaitPromises() {
+	bound := time.NewTimer(5 * time.Second) // franz-go runs them in microseconds; this only guards against a bug
+	defer bound.Stop()
+	held := 0
+	defer func() {
+		for ; held > 0; held-- {
+			<-e.slots
+		}
+	}()
+	for held < cap(e.slots) {
+		select {
+		case e.slots <- struct{}{}:
+			held++
+		case <-bound.C:
+			e.log.Error("kafka client closed with delivery reports still outstanding", "outstanding", cap(e.slots)-held)
+			return
+		}
+	}
+}
+
+// Buffered returns how many accepted events await Kafka's acknowledgement.
+func (e *Emitter) Buffered() int { return len(e.slots) }
+
+// metrics are the Emitter's Prometheus series, bound to their labels once.
+type metrics struct {
+	events                                     [4]prometheus.Counter
+	bufferFull, unavailable, invalid, delivery prometheus.Counter
+}
+
+func (m *metrics) register(reg prometheus.Registerer, slots chan struct{}) error {
+	events := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "agentrail_producer_events_total",
+		Help: "Events accepted for delivery to Kafka, by event type.",
+	}, []string{"type"})
+	errs := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "agentrail_producer_errors_total",
+		Help: "Events refused (buffer_full, unavailable, invalid) or accepted and not delivered (delivery).",
+	}, []string{"reason"})
+	buffered := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "agentrail_producer_buffered_records",
+		Help: "Events accepted and not yet acknowledged by Kafka.",
+	}, func() float64 { return float64(len(slots)) })
+	for i, t := range []schemas.EventType{schemas.TypeIntent, schemas.TypeDecision, schemas.TypeApproval, schemas.TypeResult} {
+		m.events[i] = events.WithLabelValues(string(t))
+	}
+	m.bufferFull = errs.WithLabelValues("buffer_full")
+	m.unavailable = errs.WithLabelValues("unavailable")
+	m.invalid = errs.WithLabelValues("invalid")
+	m.delivery = errs.WithLabelValues("delivery")
+	if reg == nil {
+		return nil
+	}
+	for _, c := range []prometheus.Collector{events, errs, buffered} {
+		if err := reg.Register(c); err != nil {
+			return fmt.Errorf("producers: register metrics (one Emitter per registry; wrap it with prometheus.WrapRegistererWith for more): %w", err)
+		}
+	}
+	return nil
+}
+
+func (m *metrics) countAccepted(t schemas.EventType) {
+	switch t {
+	case schemas.TypeIntent:
+		m.events[0].Inc()
+	case schemas.TypeDecision:
+		m.events[1].Inc()
+	case schemas.TypeApproval:
+		m.events[2].Inc()
+	case schemas.TypeResult:
+		m.events[3].Inc()
+	}
+}
+
+// newEventID returns a UUIDv7 (RFC 9562): time-ordered to the millisecond,
+// then 74 random bits, so ids sort roughly by creation and never collide in
+// practice.
+func newEventID(now time.Time) string {
+	ms := uint64(now.UnixMilli())
+	hi := ms<<16 | 0x7000 | rand.Uint64()&0x0fff                // 48-bit time, version 7, 12 random bits
+	lo := rand.Uint64()&0x3fffffffffffffff | 0x8000000000000000 // variant 10, 62 random bits
+	var h [32]byte
+	putHex64(h[0:16], hi)
+	putHex64(h[16:32], lo)
+	var b [36]byte
+	copy(b[0:8], h[0:8])
+	b[8] = '-'
+	copy(b[9:13], h[8:12])
+	b[13] = '-'
+	copy(b[14:18], h[12:16])
+	b[18] = '-'
+	copy(b[19:23], h[16:20])
+	b[23] = '-'
+	copy(b[24:36], h[20:32])
+	return string(b[:])
+}
+
+// kgoLogger passes franz-go's errors to slog. Its warnings repeat on every
+// retry during an outage; the Emitter logs an outage's start and end itself.
+type kgoLogger struct{ log *slog.Logger }
+
+func (l kgoLogger) Level() kgo.LogLevel { return kgo.LogLevelError }
+
+func (l kgoLogger) Log(_ kgo.LogLevel, msg string, keyvals ...any) {
+	l.log.Log(context.Background(), slog.LevelError, "kafka client: "+msg, keyvals...)
+}
