@@ -135,6 +135,7 @@ type Ingest struct {
 	done      chan struct{}
 	closeOnce sync.Once
 
+	procs     []Processor
 	lim       schemas.Limits
 	insertSQL string
 	dlSQL     string
@@ -186,6 +187,11 @@ func newMetrics(reg prometheus.Registerer) (metrics, error) {
 
 // Option adjusts an Ingest for tests.
 type Option func(*Ingest)
+
+// WithProcessors adds stages that run on every batch (see Processor).
+func WithProcessors(ps ...Processor) Option {
+	return func(in *Ingest) { in.procs = append(in.procs, ps...) }
+}
 
 // WithClock replaces time.Now, which validation of event_time uses.
 func WithClock(now func() time.Time) Option { return func(in *Ingest) { in.now = now } }

@@ -11,13 +11,47 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/agentrail/agentrail/anomaly"
 	"github.com/agentrail/agentrail/consumers"
+	"github.com/agentrail/agentrail/consumers/correlate"
+	"github.com/agentrail/agentrail/reports"
 )
+
+// pipelineConfig is the whole YAML file: the connection and ingest settings
+// at the top level, and one section per stage.
+type pipelineConfig struct {
+	consumers.Config `yaml:",inline"`
+	Correlation      correlate.Config `yaml:"correlation"`
+	Anomaly          anomaly.Config   `yaml:"anomaly"`
+	Reports          reports.Config   `yaml:"reports"`
+}
+
+// Defaults fills every section's unset fields.
+func (c *pipelineConfig) Defaults() {
+	c.Config.Defaults()
+	c.Correlation.Defaults()
+	c.Anomaly.Defaults()
+	c.Reports.Defaults()
+}
+
+// Validate checks every section without I/O.
+func (c *pipelineConfig) Validate() error {
+	if err := c.Config.Validate(); err != nil {
+		return err
+	}
+	if err := c.Correlation.Validate(); err != nil {
+		return err
+	}
+	if err := c.Anomaly.Validate(); err != nil {
+		return err
+	}
+	return c.Reports.Validate()
+}
 
 // loadConfig reads the pipeline's YAML config strictly: an unknown or
 // mistyped key is an error with its line. An empty path means all defaults.
-func loadConfig(path string) (consumers.Config, error) {
-	var cfg consumers.Config
+func loadConfig(path string) (pipelineConfig, error) {
+	var cfg pipelineConfig
 	if path != "" {
 		raw, err := os.ReadFile(path)
 		if err != nil {
@@ -47,7 +81,7 @@ func (f *connFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.registry, "registry", "", "schema registry URL (optional)")
 }
 
-func (f *connFlags) load() (consumers.Config, error) {
+func (f *connFlags) load() (pipelineConfig, error) {
 	cfg, err := loadConfig(f.config)
 	if err != nil {
 		return cfg, err

@@ -6,8 +6,6 @@ import (
 	"reflect"
 	"strings"
 	"testing"
-
-	"github.com/agentrail/agentrail/consumers"
 )
 
 // The example config in deployments/ states the defaults: loading it must
@@ -17,7 +15,7 @@ func TestExampleConfigIsTheDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var want consumers.Config
+	var want pipelineConfig
 	want.Defaults()
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("example config differs from the defaults:\n got %+v\nwant %+v", got, want)

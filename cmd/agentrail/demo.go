@@ -100,14 +100,19 @@ func (d *demo) run(ctx context.Context, duration time.Duration, rate float64, se
 		kc.Brokers[0], chserver.LibVersion, d.ch.Addr(), d.ch.HTTPAddr(), time.Since(started).Round(time.Millisecond))
 
 	// 3. Migrate and start ingest.
-	cfg := consumers.Config{Kafka: kc, ClickHouse: chstore.Config{Addr: []string{d.ch.Addr()}}}
+	cfg := pipelineConfig{Config: consumers.Config{Kafka: kc, ClickHouse: chstore.Config{Addr: []string{d.ch.Addr()}}}}
 	cfg.Defaults()
 	applied, err := migrate(ctx, cfg.ClickHouse)
 	if err != nil {
 		return err
 	}
 	d.printf("  migrations applied             %v\n\n", applied)
-	in, err := consumers.New(ctx, cfg, prometheus.NewRegistry(), d.log)
+	reg := prometheus.NewRegistry()
+	procs, err := buildProcessors(ctx, cfg, reg, d.log)
+	if err != nil {
+		return err
+	}
+	in, err := consumers.New(ctx, cfg.Config, reg, d.log, consumers.WithProcessors(procs...))
 	if err != nil {
 		return err
 	}

@@ -28,6 +28,12 @@ func commands() []command {
 		{"ingest", "consume agent events from Kafka into ClickHouse", runIngest},
 		{"simulate", "publish events from a simulated fleet of agents", runSimulate},
 		{"replay", "publish canonical-JSON events from a file, reporting rejected lines", runReplay},
+		{"trace", "print one trace as a timeline: who, what, which policy, who approved, what happened", runTrace},
+		{"rules", "check a rule file, or backtest rules over stored events", runRules},
+		{"registry", "validate and load the agent registry (agents, owners, grants)", runRegistry},
+		{"report", "make a weekly permission report on demand", runReport},
+		{"reports", "send weekly reports by mail on a schedule", runReports},
+		{"retention", "enforce tier-based retention, honouring legal holds", runRetention},
 		{"demo", "run the whole pipeline on the embedded default and show what it found", runDemo},
 		{"version", "print the version", func(context.Context, []string) int { fmt.Println("agentrail", version); return 0 }},
 	}

@@ -86,7 +86,11 @@ func runIngest(ctx context.Context, args []string) int {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	in, err := consumers.New(ctx, cfg, reg, log)
+	procs, err := buildProcessors(ctx, cfg, reg, log)
+	if err != nil {
+		return exitCode("ingest", err)
+	}
+	in, err := consumers.New(ctx, cfg.Config, reg, log, consumers.WithProcessors(procs...))
 	if err != nil {
 		return exitCode("ingest", err)
 	}
