@@ -69,11 +69,15 @@ CREATE TABLE IF NOT EXISTS {db}.events
     kafka_partition  Int32,
     kafka_offset     Int64,
     ingested_at      DateTime64(6, 'UTC') DEFAULT now64(6),
+    -- When an event was delivered more than once, merges keep the copy with
+    -- the lowest offset: its first delivery, which is where correlation
+    -- places it in the stream.
+    dedup_rank       UInt64 MATERIALIZED 9223372036854775807 - kafka_offset,
 
     INDEX idx_trace trace_id TYPE bloom_filter(0.001) GRANULARITY 1,
     INDEX idx_event event_id TYPE bloom_filter(0.001) GRANULARITY 1
 )
-ENGINE = ReplacingMergeTree
+ENGINE = ReplacingMergeTree(dedup_rank)
 PARTITION BY (tier, if(tier = 1, toMonday(event_time), toStartOfMonth(event_time)))
 ORDER BY (team, agent_id, toStartOfHour(event_time), trace_id, event_id)
 SETTINGS non_replicated_deduplication_window = 1000;
