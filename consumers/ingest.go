@@ -2,12 +2,12 @@
 // member that decodes, validates and writes every agent event to ClickHouse,
 // and dead-letters what it cannot accept.
 //
-// Delivery: offsets are committed only after ClickHouse acknowledged the
-// batch (and the dead-letter topic acknowledged the rejects), so a crash
-// re-delivers at most the uncommitted batch; the events table collapses
-// re-delivered events by event_id (see docs/ARCHITECTURE.md). Rebalances are
-// held while a batch is in flight, so a partition changes hands only at a
-// committed boundary.
+// Delivery: a batch's offsets are committed only after ClickHouse
+// acknowledged its rows, in one Kafka transaction with the batch's dead
+// letters and the records its Processors emit. A crash or a rebalance before
+// that commit redoes the batch; the events table collapses re-delivered
+// events by event_id (see docs/ARCHITECTURE.md), and the transaction keeps
+// the emitted records exactly once for read_committed consumers.
 //
 // Metrics:
 //
@@ -16,18 +16,22 @@
 //	agentrail_ingest_batches_total
 //	agentrail_ingest_batch_rows (histogram)
 //	agentrail_ingest_insert_seconds (histogram)
-//	agentrail_ingest_retries_total{stage="decode|insert|dead_letter|commit"}
+//	agentrail_ingest_retries_total{stage="decode|insert|process|process_insert|produce"}
 //	agentrail_ingest_last_commit_timestamp_seconds
+//	agentrail_ingest_aborted_batches_total
 package consumers
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -127,7 +131,8 @@ func (c *Config) Validate() error {
 type Ingest struct {
 	cfg       Config
 	log       *slog.Logger
-	cl        *kgo.Client
+	sess      *kgo.GroupTransactSession
+	cl        *kgo.Client // sess's client
 	ch        driver.Conn
 	dec       *schemas.Decoder
 	now       func() time.Time
@@ -135,7 +140,10 @@ type Ingest struct {
 	done      chan struct{}
 	closeOnce sync.Once
 
-	procs     []Processor
+	procs []Processor
+
+	revokedMu sync.Mutex
+	revokedPs []int32 // partitions revoked since the last batch
 	lim       schemas.Limits
 	insertSQL string
 	dlSQL     string
@@ -149,6 +157,7 @@ type metrics struct {
 	insertSecs  prometheus.Histogram
 	retries     *prometheus.CounterVec
 	lastCommit  prometheus.Gauge
+	aborted     prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (metrics, error) {
@@ -174,10 +183,13 @@ func newMetrics(reg prometheus.Registerer) (metrics, error) {
 			Name: "agentrail_ingest_retries_total", Help: "Retried operations, by stage.",
 		}, []string{"stage"}),
 		lastCommit: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "agentrail_ingest_last_commit_timestamp_seconds", Help: "Unix time of the last offset commit.",
+			Name: "agentrail_ingest_last_commit_timestamp_seconds", Help: "Unix time of the last committed batch.",
+		}),
+		aborted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "agentrail_ingest_aborted_batches_total", Help: "Batch transactions aborted (partitions moved or producing failed); the batch is consumed again.",
 		}),
 	}
-	for _, c := range []prometheus.Collector{m.records, m.deadLetters, m.batches, m.batchRows, m.insertSecs, m.retries, m.lastCommit} {
+	for _, c := range []prometheus.Collector{m.records, m.deadLetters, m.batches, m.batchRows, m.insertSecs, m.retries, m.lastCommit, m.aborted} {
 		if err := reg.Register(c); err != nil {
 			return m, fmt.Errorf("consumers: register metrics: %w", err)
 		}
@@ -223,59 +235,55 @@ func New(ctx context.Context, cfg Config, reg prometheus.Registerer, log *slog.L
 	if err != nil {
 		return nil, err
 	}
+	in := &Ingest{cfg: cfg, log: log, dec: dec, now: time.Now, m: m, done: make(chan struct{})}
 	kopts = append(kopts,
 		kgo.ConsumerGroup(cfg.Ingest.Group),
 		kgo.ConsumeTopics(cfg.Kafka.Topics.Events),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.DisableAutoCommit(),
-		kgo.BlockRebalanceOnPoll(),
 		kgo.FetchMaxBytes(32<<20),
 		kgo.SessionTimeout(cfg.Ingest.SessionTimeout),
-		kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.TransactionalID(transactionalID(cfg.Ingest)),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.OnPartitionsRevoked(in.revoked),
+		kgo.OnPartitionsLost(in.revoked),
 	)
 	if cfg.Ingest.InstanceID != "" {
 		kopts = append(kopts, kgo.InstanceID(cfg.Ingest.InstanceID))
 	}
-	cl, err := kgo.NewClient(kopts...)
+	sess, err := kgo.NewGroupTransactSession(kopts...)
 	if err != nil {
 		return nil, fmt.Errorf("consumers: kafka client: %w", err)
 	}
+	cl := sess.Client()
 	ch, err := chstore.Open(ctx, cfg.ClickHouse)
 	if err != nil {
-		cl.Close()
+		sess.Close()
 		return nil, err
 	}
 	db := cfg.ClickHouse.Database
-	in := &Ingest{
-		cfg: cfg, log: log, cl: cl, ch: ch, dec: dec, now: time.Now, m: m, done: make(chan struct{}),
-		lim:       schemas.Limits{MaxFuture: cfg.Ingest.MaxFuture, MaxPast: cfg.Ingest.MaxPast, MaxString: schemas.DefaultLimits.MaxString},
-		insertSQL: "INSERT INTO " + db + ".events (" + joinColumns(insertColumns) + ")",
-		dlSQL:     "INSERT INTO " + db + ".dead_letters (topic, partition, offset, reason_class, field, reason, raw_bytes, raw_sha256)",
-	}
+	in.sess, in.cl, in.ch = sess, cl, ch
+	in.lim = schemas.Limits{MaxFuture: cfg.Ingest.MaxFuture, MaxPast: cfg.Ingest.MaxPast, MaxString: schemas.DefaultLimits.MaxString}
+	in.insertSQL = "INSERT INTO " + db + ".events (" + strings.Join(insertColumns, ", ") + ")"
+	in.dlSQL = "INSERT INTO " + db + ".dead_letters (topic, partition, offset, reason_class, field, reason, raw_bytes, raw_sha256)"
 	for _, o := range opts {
 		o(in)
 	}
 	return in, nil
 }
 
-func joinColumns(cols []string) string {
-	s := ""
-	for i, c := range cols {
-		if i > 0 {
-			s += ", "
-		}
-		s += c
-	}
-	return s
-}
-
 // batch is what one poll-accumulate-flush cycle carries.
 type batch struct {
-	rows  eventColumns
-	seen  map[string]struct{} // event ids in this batch
-	dead  []deadLetter
-	count int // records consumed
-	first time.Time
+	rows   eventColumns
+	events []Accepted          // the same events, for processors
+	seen   map[string]struct{} // event ids in this batch
+	dead   []deadLetter
+	count  int // records consumed
+	first  time.Time
+	offset map[int32]int64 // first offset per partition
+}
+
+func newBatch() *batch {
+	return &batch{seen: make(map[string]struct{}), offset: make(map[int32]int64)}
 }
 
 type deadLetter struct {
@@ -289,7 +297,7 @@ type deadLetter struct {
 // batch not yet written are not committed, so it is re-delivered.
 func (in *Ingest) Run(ctx context.Context) error {
 	defer close(in.done)
-	b := &batch{seen: make(map[string]struct{})}
+	b := newBatch()
 	for {
 		pollCtx, cancel := ctx, context.CancelFunc(func() {})
 		if b.count > 0 {
@@ -315,7 +323,6 @@ func (in *Ingest) Run(ctx context.Context) error {
 			return err // ctx ended while a decode was being retried
 		}
 		if b.count == 0 {
-			in.cl.AllowRebalance()
 			continue
 		}
 		if b.count < in.cfg.Ingest.BatchRows && in.now().Before(b.first.Add(in.cfg.Ingest.BatchInterval)) {
@@ -327,8 +334,7 @@ func (in *Ingest) Run(ctx context.Context) error {
 			}
 			return err
 		}
-		b = &batch{seen: make(map[string]struct{}, len(b.seen))}
-		in.cl.AllowRebalance()
+		b = newBatch()
 	}
 }
 
@@ -338,6 +344,9 @@ func (in *Ingest) accept(ctx context.Context, b *batch, r *kgo.Record) error {
 		b.first = in.now()
 	}
 	b.count++
+	if _, ok := b.offset[r.Partition]; !ok {
+		b.offset[r.Partition] = r.Offset
+	}
 	if len(r.Value) > in.cfg.Ingest.MaxRecordBytes {
 		b.dead = append(b.dead, deadLetter{rec: r, class: "oversize",
 			err: fmt.Errorf("record is %d bytes, larger than ingest.max_record_bytes %d", len(r.Value), in.cfg.Ingest.MaxRecordBytes)})
@@ -374,41 +383,78 @@ func (in *Ingest) accept(ctx context.Context, b *batch, r *kgo.Record) error {
 	}
 	b.seen[e.EventID] = struct{}{}
 	b.rows.add(&e, r.Partition, r.Offset)
+	if len(in.procs) > 0 {
+		b.events = append(b.events, Accepted{Event: e, Partition: r.Partition, Offset: r.Offset})
+	}
 	return nil
 }
 
-// flush makes the batch durable, then commits its offsets: dead letters to
-// their topic, rows to ClickHouse, offsets to Kafka, in that order. Each step
-// is retried with backoff until it succeeds or ctx ends; while it retries no
-// more records are polled, so memory stays bounded by one batch.
+// flush makes the batch durable, then commits its offsets:
+//
+//  1. the events and dead-letter rows into ClickHouse;
+//  2. every Processor on the batch, and their inserts into ClickHouse;
+//  3. one Kafka transaction with the dead letters, the processors' records
+//     and the offset commit.
+//
+// Steps 1 and 2 are retried with backoff until they succeed or ctx ends;
+// meanwhile nothing more is polled, so memory stays bounded by one batch, and
+// no transaction is open, so a long ClickHouse outage cannot time one out.
+// If the transaction aborts (a rebalance took the partitions), the session
+// rewinds to the committed offsets and the batch is consumed again: the
+// inserts are idempotent and the records were never visible.
 func (in *Ingest) flush(ctx context.Context, b *batch) error {
-	if len(b.dead) > 0 {
-		recs := make([]*kgo.Record, len(b.dead))
-		for i, d := range b.dead {
-			recs[i] = in.deadLetterRecord(d)
-		}
-		if err := retry(ctx, in, "dead_letter", func() error {
-			return in.cl.ProduceSync(ctx, recs...).FirstErr()
-		}); err != nil {
-			return err
-		}
-	}
 	start := time.Now()
 	if err := retry(ctx, in, "insert", func() error { return in.insert(ctx, b) }); err != nil {
 		return err
 	}
 	in.m.insertSecs.Observe(time.Since(start).Seconds())
-	// A commit can fail for good when the group moved on (the member was
-	// fenced); the batch is then re-delivered to the new owner and collapsed
-	// by event_id, so a bounded number of attempts is enough.
-	err := retryN(ctx, in, "commit", 5, func() error { return in.cl.CommitUncommittedOffsets(ctx) })
-	if err != nil && ctx.Err() == nil {
-		in.log.Warn("offset commit failed; the batch will be re-delivered and deduplicated", "err", err)
-	} else if err == nil {
-		in.m.lastCommit.SetToCurrentTime()
+
+	recs := make([]*kgo.Record, 0, len(b.dead))
+	for _, d := range b.dead {
+		recs = append(recs, in.deadLetterRecord(d))
 	}
-	stored := b.rows.len()
-	in.m.records.WithLabelValues("stored").Add(float64(stored))
+	if len(in.procs) > 0 {
+		in.applyRevocations()
+		pb := &Batch{Events: b.events, FirstOffset: b.offset, Now: in.now()}
+		for _, p := range in.procs {
+			var out Output
+			err := retry(ctx, in, "process", func() error {
+				var err error
+				out, err = p.Process(ctx, pb)
+				if err != nil {
+					return fmt.Errorf("processor %s: %w", p.Name(), err)
+				}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			for _, ins := range out.Inserts {
+				if err := retry(ctx, in, "process_insert", func() error {
+					q := "INSERT INTO " + ins.Table + " (" + strings.Join(ins.Columns, ", ") + ")"
+					if err := in.send(ctx, q, ins.Values); err != nil {
+						return fmt.Errorf("processor %s: insert into %s: %w", p.Name(), ins.Table, err)
+					}
+					return nil
+				}); err != nil {
+					return err
+				}
+			}
+			recs = append(recs, out.Records...)
+		}
+	}
+
+	committed, err := in.commit(ctx, recs)
+	if err != nil {
+		return err
+	}
+	if !committed {
+		in.m.aborted.Inc()
+		in.log.Info("batch transaction aborted (partitions moved); it will be consumed again", "records", b.count)
+		return nil
+	}
+	in.m.lastCommit.SetToCurrentTime()
+	in.m.records.WithLabelValues("stored").Add(float64(b.rows.len()))
 	in.m.records.WithLabelValues("dead_lettered").Add(float64(len(b.dead)))
 	for _, d := range b.dead {
 		in.m.deadLetters.WithLabelValues(d.class).Inc()
@@ -416,6 +462,70 @@ func (in *Ingest) flush(ctx context.Context, b *batch) error {
 	in.m.batches.Inc()
 	in.m.batchRows.Observe(float64(b.count))
 	return nil
+}
+
+// commit produces recs and commits the consumed offsets in one transaction.
+// It reports whether the transaction committed. An error is fatal for this
+// client (franz-go: no End error is retryable); the caller stops, and a
+// restart resumes from the last committed batch.
+func (in *Ingest) commit(ctx context.Context, recs []*kgo.Record) (bool, error) {
+	if err := in.sess.Begin(); err != nil {
+		return false, fmt.Errorf("consumers: begin transaction: %w", err)
+	}
+	var produceErr error
+	if len(recs) > 0 {
+		produceErr = in.sess.ProduceSync(ctx, recs...).FirstErr()
+	}
+	try := kgo.TryCommit
+	if produceErr != nil {
+		try = kgo.TryAbort
+	}
+	committed, err := in.sess.End(ctx, try)
+	if err != nil {
+		return false, fmt.Errorf("consumers: end transaction: %w", err)
+	}
+	if produceErr != nil {
+		in.log.Warn("producing the batch's records failed; transaction aborted, the batch will be consumed again", "err", produceErr)
+		in.m.retries.WithLabelValues("produce").Inc()
+		return false, nil
+	}
+	return committed, nil
+}
+
+// revoked records partitions this member lost; the processors hear of them
+// before the next batch (the callback runs on franz-go's goroutine, and
+// processors are not safe for concurrent use).
+func (in *Ingest) revoked(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
+	in.revokedMu.Lock()
+	in.revokedPs = append(in.revokedPs, lost[in.cfg.Kafka.Topics.Events]...)
+	in.revokedMu.Unlock()
+}
+
+func (in *Ingest) applyRevocations() {
+	in.revokedMu.Lock()
+	ps := in.revokedPs
+	in.revokedPs = nil
+	in.revokedMu.Unlock()
+	if len(ps) == 0 {
+		return
+	}
+	for _, p := range in.procs {
+		p.PartitionsRevoked(ps)
+	}
+}
+
+// transactionalID names this member's Kafka transactions. A static member
+// keeps its id across restarts, so a restart fences and aborts the
+// transaction its previous incarnation left open; otherwise the id is unique
+// per process and a dangling transaction expires by the transaction timeout.
+func transactionalID(c IngestConfig) string {
+	if c.InstanceID != "" {
+		return c.Group + "-" + c.InstanceID
+	}
+	host, _ := os.Hostname()
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return c.Group + "-" + host + "-" + strconv.Itoa(os.Getpid()) + "-" + hex.EncodeToString(b[:])
 }
 
 func (in *Ingest) insert(ctx context.Context, b *batch) error {
@@ -526,7 +636,7 @@ func retryN(ctx context.Context, in *Ingest, stage string, n int, fn func() erro
 // Run returned; it is idempotent.
 func (in *Ingest) Close(ctx context.Context) error {
 	in.closeOnce.Do(func() {
-		in.cl.CloseAllowingRebalance()
+		in.sess.Close()
 		_ = in.ch.Close()
 	})
 	return nil

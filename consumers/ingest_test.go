@@ -78,11 +78,15 @@ func count(t *testing.T, conn driver.Conn, query string) uint64 {
 	return n
 }
 
+func quietLog() *slog.Logger {
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
 // startIngest runs an Ingest until the test ends (or the returned stop).
 func startIngest(t *testing.T, cfg Config, reg prometheus.Registerer) (stop func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	in, err := New(ctx, cfg, reg, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	in, err := New(ctx, cfg, reg, quietLog())
 	if err != nil {
 		t.Fatal(err)
 	}

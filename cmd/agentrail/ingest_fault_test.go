@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/agentrail/agentrail/internal/kafkacfg"
@@ -26,7 +27,7 @@ import (
 
 func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
 
-// TestIngestSurvivesSIGKILL kills the ingest process twice in the middle of a
+// TestIngestSurvivesSIGKILL kills the ingest process three times in the middle of a
 // run of 120,000 events and restarts it each time; in the end ClickHouse holds
 // exactly the produced events, each once as analysts see it.
 func TestIngestSurvivesSIGKILL(t *testing.T) {
@@ -58,21 +59,31 @@ func TestIngestSurvivesSIGKILL(t *testing.T) {
 		return cmd
 	}
 
-	for run, killAt := range []uint64{25_000, 70_000} {
+	for run, killAt := range []uint64{25_000, 55_000, 85_000} {
 		cmd := start(run)
-		testenv.Eventually(t, 2*time.Minute, fmt.Sprintf("%d rows before kill %d", killAt, run+1), func() (bool, error) {
-			return stored() >= killAt, nil
-		})
-		// Land the kill anywhere in the next batch's life: polling,
-		// inserting, or between insert and commit.
-		time.Sleep(time.Duration(rand.IntN(300)) * time.Millisecond)
+		deadline := time.Now().Add(2 * time.Minute)
+		for stored() < killAt {
+			if time.Now().After(deadline) {
+				t.Fatalf("fewer than %d rows stored after 2 minutes", killAt)
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+		// The first kill lands right after a batch's insert, most likely
+		// before its commit; the others anywhere in the next batch's life.
+		if run > 0 {
+			time.Sleep(time.Duration(rand.IntN(300)) * time.Millisecond)
+		}
 		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
 		_ = cmd.Wait()
-		t.Logf("kill %d: SIGKILL with %d rows stored", run+1, stored())
+		// Rows stored beyond the committed offsets belong to a batch whose
+		// commit the kill prevented: the next run consumes them again.
+		committed := committedRecords(t, addr, "agentrail-ingest")
+		t.Logf("kill %d: SIGKILL with %d rows stored, %d records committed: %d to be re-delivered",
+			run+1, stored(), committed, int64(stored())-committed)
 	}
-	last := start(2)
+	last := start(3)
 	testenv.Eventually(t, 3*time.Minute, "all events stored", func() (bool, error) {
 		n := countRows(t, conn, "SELECT count(DISTINCT event_id) FROM "+db+".events")
 		return n == total, fmt.Errorf("%d of %d distinct events", n, total)
@@ -134,6 +145,23 @@ func produceFleet(t *testing.T, addr, topic string, total int) map[string]struct
 		}
 	}
 	return ids
+}
+
+// committedRecords sums the group's committed offsets over all partitions.
+func committedRecords(t *testing.T, addr, group string) int64 {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	offs, err := kadm.NewClient(cl).FetchOffsets(context.Background(), group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum int64
+	offs.Each(func(o kadm.OffsetResponse) { sum += o.At })
+	return sum
 }
 
 func countRows(t *testing.T, conn driver.Conn, q string) uint64 {
