@@ -262,7 +262,6 @@ func (e *Emitter) Approval(ctx context.Context, a *Action, ap schemas.Approval) 
 	if ap.ActionDigest == "" {
 		ap.ActionDigest = a.Digest
 	}
-	fillEnumDefaults(&ap)
 	b := e.boxes.Get().(*eventBox)
 	b.ap = ap
 	b.ev.Approval = &b.ap
@@ -281,31 +280,10 @@ func (e *Emitter) Result(ctx context.Context, a *Action, r schemas.Result) error
 	return e.publishBox(ctx, b, a, schemas.TypeResult)
 }
 
-// Emit publishes ev as it is, validated but not filled in, except that an
-// approval's empty approver_kind and scope are written as the schema's
-// defaults (human, single); ev itself is not changed. Replay and the
+// Emit publishes ev as it is, validated but not filled in. Replay and the
 // simulator use it; agents use the typed methods.
 func (e *Emitter) Emit(ctx context.Context, ev *schemas.Event) error {
-	if ap := ev.Approval; ap != nil && (ap.ApproverKind == "" || ap.Scope == "") {
-		// Copy rather than change the caller's event.
-		cp, apc := *ev, *ap
-		fillEnumDefaults(&apc)
-		cp.Approval = &apc
-		ev = &cp
-	}
 	return e.publish(ctx, ev, time.Now())
-}
-
-// fillEnumDefaults gives the approval enums that the contract lets be empty
-// the value the Avro schema defaults them to: Avro has no empty enum symbol,
-// so an empty one would fail to encode.
-func fillEnumDefaults(ap *schemas.Approval) {
-	if ap.ApproverKind == "" {
-		ap.ApproverKind = schemas.PrincipalHuman
-	}
-	if ap.Scope == "" {
-		ap.Scope = schemas.ScopeSingle
-	}
 }
 
 func (e *Emitter) agent(a *Action) *schemas.Agent {

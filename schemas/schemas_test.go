@@ -384,3 +384,38 @@ func TestParseJSONErrors(t *testing.T) {
 		}
 	}
 }
+
+// An approval may leave approver_kind and scope empty (the contract allows
+// it); they encode as the schema defaults and the caller's event is unchanged.
+func TestApprovalEnumDefaults(t *testing.T) {
+	ap := sampleEvents()[2]
+	ap.Approval.ApproverKind, ap.Approval.Scope = "", ""
+	if err := Validate(ap, t0, Limits{}); err != nil {
+		t.Fatal(err)
+	}
+	b, err := NewSingleObjectEncoder().AppendEncode(nil, ap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ap.Approval.ApproverKind != "" || ap.Approval.Scope != "" {
+		t.Fatal("AppendEncode changed the caller's event")
+	}
+	dec, _ := NewDecoder(nil)
+	var got Event
+	if err := dec.Decode(context.Background(), b, &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Approval.ApproverKind != PrincipalHuman || got.Approval.Scope != ScopeSingle {
+		t.Fatalf("decoded approver_kind %q scope %q, want human single", got.Approval.ApproverKind, got.Approval.Scope)
+	}
+}
+
+func BenchmarkValidate(b *testing.B) {
+	e := sampleEvents()[0]
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := Validate(e, t0, Limits{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -191,89 +191,98 @@ func checkResult(r *Result) error {
 
 // checkStrings rejects invalid UTF-8 and over-long strings anywhere in e:
 // Avro does not check either, and ClickHouse and analysts' tools need both.
+// Field paths are built only for the error, keeping the valid path free of
+// allocations.
 func checkStrings(e *Event, max int) error {
-	var err error
-	e.eachString(func(field, s string) bool {
-		switch {
-		case len(s) > max:
-			err = invalid(field, "is %d bytes, longer than %d", len(s), max)
-		case !utf8.ValidString(s):
-			err = invalid(field, "is not valid UTF-8")
-		}
-		return err == nil
-	})
-	return err
-}
-
-// eachString calls fn for every string in e with its field path until fn
-// returns false. Map keys are visited as "<path>{}".
-func (e *Event) eachString(fn func(field, s string) bool) {
-	v := visitor{fn: fn}
-	v.str("event_id", e.EventID)
-	v.str("span_id", e.SpanID)
-	v.str("agent.agent_id", e.Agent.ID)
-	v.str("agent.agent_version", e.Agent.Version)
-	v.str("agent.team", e.Agent.Team)
-	v.str("agent.environment", e.Agent.Environment)
-	v.str("agent.tenant", e.Agent.Tenant)
-	v.str("requested_by", e.RequestedBy)
-	v.str("producer.name", e.Producer.Name)
-	v.str("producer.version", e.Producer.Version)
-	v.str("producer.host", e.Producer.Host)
-	v.str("session_id", e.SessionID)
-	v.strMap("labels", e.Labels)
+	c := stringChecker{max: max}
+	c.str("event_id", e.EventID)
+	c.str("span_id", e.SpanID)
+	c.str("agent.agent_id", e.Agent.ID)
+	c.str("agent.agent_version", e.Agent.Version)
+	c.str("agent.team", e.Agent.Team)
+	c.str("agent.environment", e.Agent.Environment)
+	c.str("agent.tenant", e.Agent.Tenant)
+	c.str("requested_by", e.RequestedBy)
+	c.str("producer.name", e.Producer.Name)
+	c.str("producer.version", e.Producer.Version)
+	c.str("producer.host", e.Producer.Host)
+	c.str("session_id", e.SessionID)
+	c.strMap("labels", e.Labels)
 	if in := e.Intent; in != nil {
-		v.str("intent.tool", in.Tool)
-		v.str("intent.action", in.Action)
-		v.str("intent.target", in.Target)
-		v.str("intent.action_class", in.ActionClass)
-		v.strMap("intent.parameters", in.Parameters)
-		v.str("intent.rationale", in.Rationale)
-		v.strMap("intent.context", in.Context)
-		v.str("intent.model_id", in.ModelID)
-		v.str("intent.prompt_version", in.PromptVersion)
-		for _, s := range in.EvidenceIDs {
-			v.str("intent.evidence_ids[]", s)
-		}
+		c.str("intent.tool", in.Tool)
+		c.str("intent.action", in.Action)
+		c.str("intent.target", in.Target)
+		c.str("intent.action_class", in.ActionClass)
+		c.strMap("intent.parameters", in.Parameters)
+		c.str("intent.rationale", in.Rationale)
+		c.strMap("intent.context", in.Context)
+		c.str("intent.model_id", in.ModelID)
+		c.str("intent.prompt_version", in.PromptVersion)
+		c.strs("intent.evidence_ids[]", in.EvidenceIDs)
 	}
 	if d := e.Decision; d != nil {
-		v.str("policy_decision.policy_id", d.PolicyID)
-		v.str("policy_decision.matched_rule", d.MatchedRule)
-		v.str("policy_decision.reason", d.Reason)
+		c.str("policy_decision.policy_id", d.PolicyID)
+		c.str("policy_decision.matched_rule", d.MatchedRule)
+		c.str("policy_decision.reason", d.Reason)
 	}
 	if a := e.Approval; a != nil {
-		v.str("approval.approval_id", a.ApprovalID)
-		v.str("approval.approver", a.Approver)
-		v.str("approval.approver_role", a.ApproverRole)
-		v.str("approval.channel", a.Channel)
-		v.str("approval.comment", a.Comment)
+		c.str("approval.approval_id", a.ApprovalID)
+		c.str("approval.approver", a.Approver)
+		c.str("approval.approver_role", a.ApproverRole)
+		c.str("approval.channel", a.Channel)
+		c.str("approval.comment", a.Comment)
 	}
 	if r := e.Result; r != nil {
-		v.str("result.executor", r.Executor)
-		v.str("result.changed_resource", r.ChangedResource)
-		for _, s := range r.SideEffects {
-			v.str("result.side_effects[]", s)
-		}
-		v.str("result.error_class", r.ErrorClass)
-		v.str("result.error_message", r.ErrorMessage)
+		c.str("result.executor", r.Executor)
+		c.str("result.changed_resource", r.ChangedResource)
+		c.strs("result.side_effects[]", r.SideEffects)
+		c.str("result.error_class", r.ErrorClass)
+		c.str("result.error_message", r.ErrorMessage)
+	}
+	return c.err
+}
+
+// stringChecker keeps the first bad string's error.
+type stringChecker struct {
+	max int
+	err error
+}
+
+func (c *stringChecker) problem(s string) string {
+	switch {
+	case len(s) > c.max:
+		return fmt.Sprintf("is %d bytes, longer than %d", len(s), c.max)
+	case !utf8.ValidString(s):
+		return "is not valid UTF-8"
+	}
+	return ""
+}
+
+func (c *stringChecker) str(field, s string) {
+	if c.err != nil {
+		return
+	}
+	if p := c.problem(s); p != "" {
+		c.err = invalid(field, "%s", p)
 	}
 }
 
-type visitor struct {
-	fn   func(field, s string) bool
-	done bool
-}
-
-func (v *visitor) str(field, s string) {
-	if !v.done && !v.fn(field, s) {
-		v.done = true
+func (c *stringChecker) strs(field string, ss []string) {
+	for _, s := range ss {
+		c.str(field, s)
 	}
 }
 
-func (v *visitor) strMap(field string, m map[string]string) {
+func (c *stringChecker) strMap(field string, m map[string]string) {
 	for k, s := range m {
-		v.str(field+"{}", k)
-		v.str(field+"."+k, s)
+		if c.err != nil {
+			return
+		}
+		if p := c.problem(k); p != "" {
+			c.err = invalid(field+"{}", "a key %s", p)
+		} else if p := c.problem(s); p != "" {
+			c.err = invalid(field+"."+k, "%s", p)
+		}
 	}
 }
 

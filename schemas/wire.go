@@ -55,8 +55,22 @@ func NewConfluentEncoder(id int) *Encoder {
 	return &Encoder{header: h, w: avro.NewWriter(nil, 1024, avro.WithWriterConfig(avroAPI))}
 }
 
-// AppendEncode appends the framed encoding of e to dst.
+// AppendEncode appends the framed encoding of e to dst. An approval's empty
+// approver_kind and scope are written as the schema's defaults (human,
+// single): the contract lets them be empty, and Avro has no empty enum
+// symbol. e itself is not changed.
 func (enc *Encoder) AppendEncode(dst []byte, e *Event) ([]byte, error) {
+	if ap := e.Approval; ap != nil && (ap.ApproverKind == "" || ap.Scope == "") {
+		cp, apc := *e, *ap
+		if apc.ApproverKind == "" {
+			apc.ApproverKind = PrincipalHuman
+		}
+		if apc.Scope == "" {
+			apc.Scope = ScopeSingle
+		}
+		cp.Approval = &apc
+		e = &cp
+	}
 	enc.w.Reset(nil)
 	enc.w.WriteVal(Latest().Schema, e)
 	if err := enc.w.Error; err != nil {

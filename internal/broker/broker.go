@@ -20,7 +20,7 @@ type Config struct {
 	Port       int    // listen port on 127.0.0.1; 0 picks a free one
 	DataDir    string // persistence directory; "" keeps everything in memory
 	SyncWrites bool   // fsync every produced batch (slower, survives a machine crash)
-	Partitions int32  // partitions of auto-created topics
+	Partitions int32  // partitions of created topics; 0 means 12
 	Topics     []string
 }
 
@@ -30,7 +30,7 @@ func (c Config) Validate() error {
 		return fmt.Errorf("broker: port %d out of range 0..65535", c.Port)
 	}
 	if c.Partitions < 0 || c.Partitions > 1000 {
-		return fmt.Errorf("broker: partitions %d out of range 1..1000", c.Partitions)
+		return fmt.Errorf("broker: partitions %d out of range 0..1000 (0 means 12)", c.Partitions)
 	}
 	return nil
 }
