@@ -67,7 +67,11 @@ const (
 	// --config-file, so that clickhouse-local never picks up a stray
 	// ./config.xml or ~/.clickhouse-local/config.xml instead.
 	configName = "chserver-config.xml"
-	configXML  = "<!-- Written by agentrail's chserver at every start; edits are lost. -->\n<clickhouse>\n</clickhouse>\n"
+	// The kafka section makes a Kafka-engine table's new consumer group start
+	// at the earliest offset (librdkafka's default is the latest), as the
+	// benchmark's Kafka-engine peer needs to read events already produced.
+	configXML = "<!-- Written by agentrail's chserver at every start; edits are lost. -->\n<clickhouse>\n" +
+		"  <kafka><auto_offset_reset>smallest</auto_offset_reset></kafka>\n</clickhouse>\n"
 
 	stopBudget = 30 * time.Second
 )
