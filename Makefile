@@ -41,8 +41,12 @@ fuzz:
 	  done; \
 	done
 
+# Micro-benchmarks (Go's testing.B), then the end-to-end benchmark: ours vs
+# ClickHouse's Kafka engine on the same events, freshness, producer blocking,
+# analyst queries on 10M events, storage. BENCH_FLAGS="--events 500000" shrinks it.
 bench: chdb build
-	AGENTRAIL_BIN=$(CURDIR)/$(BIN) $(GO) test -run '^$$' -bench . -benchmem -count 5 -timeout 14m $(PKGS)
+	$(GO) test -run '^$$' -bench . -benchmem -count 3 ./schemas ./producers
+	$(BIN) bench $(BENCH_FLAGS)
 
 lint: vet
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@2025.1.1 $(PKGS)

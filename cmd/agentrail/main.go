@@ -35,6 +35,7 @@ func commands() []command {
 		{"reports", "send weekly reports by mail on a schedule", runReports},
 		{"retention", "enforce tier-based retention, honouring legal holds", runRetention},
 		{"demo", "run the whole pipeline on the embedded default and show what it found", runDemo},
+		{"bench", "measure the pipeline against ClickHouse's Kafka engine on the embedded default", runBench},
 		{"version", "print the version", func(context.Context, []string) int { fmt.Println("agentrail", version); return 0 }},
 	}
 }

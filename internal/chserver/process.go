@@ -165,6 +165,9 @@ func logTail(path string, from int64) string {
 	return string(b)
 }
 
+// Pid is the server process's id (for resource accounting).
+func (p *Process) Pid() int { return p.cmd.Process.Pid }
+
 // Addr is the native protocol address, "127.0.0.1:port".
 func (p *Process) Addr() string {
 	return net.JoinHostPort(loopback, strconv.Itoa(p.cfg.TCPPort))

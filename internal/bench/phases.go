@@ -1,0 +1,259 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/agentrail/agentrail/consumers"
+	"github.com/agentrail/agentrail/internal/chserver"
+	"github.com/agentrail/agentrail/internal/chstore"
+	"github.com/agentrail/agentrail/internal/kafkacfg"
+	"github.com/agentrail/agentrail/producers"
+	"github.com/agentrail/agentrail/producers/simulate"
+	"github.com/agentrail/agentrail/schemas"
+)
+
+type freshness struct {
+	rate     float64
+	events   int
+	p50, p99 time.Duration
+}
+
+// freshness runs ingest against a steady load at rate events/s through the
+// producer SDK, each event stamped when emitted, and measures the time from
+// emission to insertion in ClickHouse (the row's ingested_at).
+func (e *env) freshness(ctx context.Context, rate float64) (freshness, error) {
+	const topic, db = "bench.fresh", "bench_fresh"
+	kc := e.kc
+	kc.Topics.Events = topic
+	if err := kafkacfg.EnsureTopics(ctx, e.cl, 12, topic); err != nil {
+		return freshness{}, err
+	}
+	if _, err := chstore.Migrate(ctx, e.conn, db); err != nil {
+		return freshness{}, err
+	}
+	cfg := consumers.Config{Kafka: kc, ClickHouse: chstore.Config{Addr: []string{e.ch.Addr()}, Database: db}}
+	cfg.Defaults()
+	cfg.Ingest.Group = "bench-fresh"
+	reg := prometheus.NewRegistry()
+	var procs []consumers.Processor
+	if e.cfg.Processors != nil {
+		var err error
+		if procs, err = e.cfg.Processors(ctx, cfg, reg); err != nil {
+			return freshness{}, err
+		}
+	}
+	in, err := consumers.New(ctx, cfg, reg, e.cfg.Log, consumers.WithProcessors(procs...))
+	if err != nil {
+		return freshness{}, err
+	}
+	defer in.Close(context.Background())
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	done := make(chan error, 1)
+	go func() { done <- in.Run(runCtx) }()
+
+	em, err := producers.New(producers.Config{Kafka: kc}, prometheus.NewRegistry(), e.cfg.Log)
+	if err != nil {
+		return freshness{}, err
+	}
+	fleet := simulate.New(simulate.Config{Seed: 11})
+	stamp := func(ctx context.Context, ev *schemas.Event) error {
+		ev.Time = time.Now().UTC().Truncate(time.Microsecond)
+		return em.Emit(ctx, ev)
+	}
+	st, runErr := fleet.Run(ctx, stamp, rate, e.cfg.Steady, time.Now)
+	closeErr := em.Close(ctx)
+	if err := errors.Join(runErr, closeErr); err != nil {
+		return freshness{}, err
+	}
+	if err := e.waitCommitted(ctx, cfg.Ingest.Group, topic, done); err != nil {
+		return freshness{}, err
+	}
+	var qs []float64
+	if err := e.conn.QueryRow(ctx, `SELECT quantilesExact(0.5, 0.99)(dateDiff('microsecond', event_time, ingested_at)) FROM `+db+`.events`).Scan(&qs); err != nil {
+		return freshness{}, err
+	}
+	return freshness{rate: rate, events: st.Events,
+		p50: time.Duration(qs[0]) * time.Microsecond, p99: time.Duration(qs[1]) * time.Microsecond}, nil
+}
+
+type blocking struct {
+	calls, refused int
+	max, p99       time.Duration
+	limit          time.Duration
+}
+
+// producerBlock emits into a broker address nobody listens on and records
+// how long each call blocks: never longer than the configured limit.
+func producerBlock(ctx context.Context) (blocking, error) {
+	port, err := chserver.FreePort()
+	if err != nil {
+		return blocking{}, err
+	}
+	cfg := producers.Config{Kafka: kafkacfg.Config{Brokers: []string{fmt.Sprintf("127.0.0.1:%d", port)}},
+		MaxBufferedRecords: 1000, DeliveryTimeout: 2 * time.Second}
+	cfg.Defaults()
+	em, err := producers.New(cfg, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
+	if err != nil {
+		return blocking{}, err
+	}
+	defer func() {
+		c, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		_ = em.Close(c)
+	}()
+	b := blocking{limit: cfg.BlockLimit}
+	fleet := simulate.New(simulate.Config{Seed: 5})
+	var took []float64
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) && b.calls < 3000 {
+		for _, ev := range fleet.NextTrace(time.Now()) {
+			start := time.Now()
+			if err := em.Emit(ctx, &ev); err != nil {
+				b.refused++
+			}
+			d := time.Since(start)
+			took = append(took, float64(d))
+			b.max = max(b.max, d)
+			b.calls++
+		}
+	}
+	slices.Sort(took)
+	b.p99 = time.Duration(took[len(took)*99/100])
+	return b, nil
+}
+
+type query struct {
+	name string
+	ms   stats
+	rows int
+}
+
+// analystQueries fills a table with QueryEvents synthetic events (traces of
+// four events across 6 teams, 3,000 agents and four weeks) and times the
+// analysts' questions over it.
+func (e *env) analystQueries(ctx context.Context) ([]query, error) {
+	const db = "bench_q"
+	if _, err := chstore.Migrate(ctx, e.conn, db); err != nil {
+		return nil, err
+	}
+	ins := strings.ReplaceAll(`INSERT INTO {db}.events (event_id, trace_id, span_id, event_type, event_time, tier,
+		agent_id, team, environment, requested_by, tool, action, target, action_class, action_digest, rationale,
+		outcome, policy_id, policy_version, approval_id, approval_status, approver, result_status, duration_us,
+		kafka_partition, kafka_offset)
+	SELECT
+		toString(generateUUIDv4(number)) AS event_id,
+		lower(hex(reinterpretAsFixedString(cityHash64(t, 1)))) || lower(hex(reinterpretAsFixedString(cityHash64(t, 2)))) AS trace_id,
+		lower(hex(reinterpretAsFixedString(cityHash64(t, 3)))) AS span_id,
+		['intent', 'policy_decision', 'approval', 'result'][s + 1] AS event_type,
+		now64(6) - toIntervalSecond(t % 2419200) + toIntervalMillisecond(s * 700) AS event_time,
+		toUInt8(1 + (cityHash64(t, 4) % 10 >= 7) + (cityHash64(t, 4) % 10 >= 9)) AS tier,
+		concat(team, '-agent-', toString(a)) AS agent_id,
+		['finance', 'support', 'devops', 'sales', 'legal', 'data'][a % 6 + 1] AS team,
+		'prod' AS environment,
+		concat('user', toString(cityHash64(t, 5) % 400), '@acme.example') AS requested_by,
+		if(s = 0, ['email', 'crm', 'payments', 'tickets', 'kb'][cityHash64(t, 6) % 5 + 1], '') AS tool,
+		if(s = 0, ['send', 'update', 'refund', 'close', 'search'][cityHash64(t, 6) % 5 + 1], '') AS action,
+		if(s = 0, concat('res:', toString(cityHash64(t, 7) % 100000)), '') AS target,
+		if(s = 0, ['send', 'write', 'refund', 'write', 'read'][cityHash64(t, 6) % 5 + 1], '') AS action_class,
+		lower(hex(SHA256(toString(t)))) AS action_digest,
+		if(s = 0, 'customer asked for it in ticket', '') AS rationale,
+		if(s = 1, ['allow', 'allow', 'allow', 'deny', 'require_approval'][cityHash64(t, 8) % 5 + 1], '') AS outcome,
+		if(s = 1, 'policy-' || toString(cityHash64(t, 6) % 5), '') AS policy_id,
+		if(s = 1, 7, 0) AS policy_version,
+		if(s = 2, 'apr-' || toString(t), '') AS approval_id,
+		if(s = 2, 'granted', '') AS approval_status,
+		if(s = 2, 'lead@acme.example', '') AS approver,
+		if(s = 3, ['success', 'success', 'success', 'failure'][cityHash64(t, 9) % 4 + 1], '') AS result_status,
+		if(s = 3, 1000 + cityHash64(t, 10) % 500000, 0) AS duration_us,
+		toInt32(t % 12) AS kafka_partition, toInt64(number) AS kafka_offset
+	FROM (SELECT number, intDiv(number, 4) AS t, number % 4 AS s, cityHash64(intDiv(number, 4), 0) % 3000 AS a
+	      FROM numbers({n}))`, "{db}", db)
+	ins = strings.ReplaceAll(ins, "{n}", fmt.Sprint(e.cfg.QueryEvents))
+	start := time.Now()
+	if err := e.conn.Exec(ctx, ins); err != nil {
+		return nil, fmt.Errorf("populate: %w", err)
+	}
+	e.cfg.Log.Info("populated analyst table", "rows", e.cfg.QueryEvents, "took", time.Since(start).Round(time.Millisecond))
+
+	var trace, team, agent string
+	if err := e.conn.QueryRow(ctx, "SELECT trace_id, team, agent_id FROM "+db+".events WHERE kafka_offset = ?",
+		int64(e.cfg.QueryEvents/2)).Scan(&trace, &team, &agent); err != nil {
+		return nil, err
+	}
+	week := time.Now().UTC().AddDate(0, 0, -7)
+	qs := []struct {
+		name, sql string
+		args      []any
+	}{
+		{"one trace (all its events)", "SELECT * FROM " + db + ".v_events WHERE trace_id = ? ORDER BY event_time", []any{trace}},
+		{"one agent's week (counts by type, tier, outcome)", "SELECT event_type, tier, outcome, result_status, count() FROM " + db +
+			".v_events WHERE team = ? AND agent_id = ? AND event_time >= ? GROUP BY ALL", []any{team, agent, week}},
+		{"one team's week (actions, denials, approvals by agent)", "SELECT agent_id, countIf(event_type = 'intent'), countIf(outcome = 'deny'), " +
+			"countIf(approval_status = 'granted'), countIf(result_status = 'failure') FROM " + db +
+			".v_events WHERE team = ? AND event_time >= ? GROUP BY agent_id", []any{team, week}},
+	}
+	var out []query
+	for _, q := range qs {
+		var ms []float64
+		rows := 0
+		for range 7 {
+			start := time.Now()
+			rs, err := e.conn.Query(ctx, q.sql, q.args...)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", q.name, err)
+			}
+			rows = 0
+			for rs.Next() {
+				rows++
+			}
+			err = rs.Err()
+			rs.Close()
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", q.name, err)
+			}
+			ms = append(ms, float64(time.Since(start).Microseconds())/1000)
+		}
+		out = append(out, query{name: q.name, ms: summarize(ms[1:]), rows: rows}) // the first run warms the cache
+	}
+	return out, nil
+}
+
+type tierBytes struct {
+	tier          int
+	rows          uint64
+	bytesPerEvent float64
+}
+
+// storage reports compressed bytes on disk per event, by tier, from the
+// active parts of a run's events table (the partition key starts with tier).
+func (e *env) storage(ctx context.Context, db string) ([]tierBytes, error) {
+	if err := e.conn.Exec(ctx, "OPTIMIZE TABLE "+db+".events FINAL"); err != nil {
+		return nil, err
+	}
+	rs, err := e.conn.Query(ctx, `SELECT toUInt8(splitByChar(',', trim(BOTH '()' FROM partition))[1]) AS tier,
+		sum(rows), sum(bytes_on_disk) FROM system.parts
+		WHERE database = ? AND table = 'events' AND active GROUP BY tier ORDER BY tier`, db)
+	if err != nil {
+		return nil, err
+	}
+	defer rs.Close()
+	var out []tierBytes
+	for rs.Next() {
+		var tier uint8
+		var rows, bytes uint64
+		if err := rs.Scan(&tier, &rows, &bytes); err != nil {
+			return nil, err
+		}
+		out = append(out, tierBytes{tier: int(tier), rows: rows, bytesPerEvent: float64(bytes) / float64(rows)})
+	}
+	return out, rs.Err()
+}
