@@ -5,7 +5,7 @@ BIN   := bin/agentrail
 PKGS  := ./...
 export CGO_ENABLED := 0
 
-.PHONY: all build chdb demo test unit vet fuzz bench lint clean
+.PHONY: all build chdb demo test unit vet fuzz bench faults lint clean
 
 all: build
 
@@ -47,6 +47,12 @@ fuzz:
 bench: chdb build
 	$(GO) test -run '^$$' -bench . -benchmem -count 3 ./schemas ./producers
 	$(BIN) bench $(BENCH_FLAGS)
+
+# The fault tests at full size (make test runs them shortened): ingest killed
+# repeatedly during 1M events, ClickHouse down 30 s, broker restart,
+# rebalances, 1% poison. Each ends with exact accounting.
+faults: chdb build
+	AGENTRAIL_BIN=$(CURDIR)/$(BIN) AGENTRAIL_FAULTS_FULL=1 $(GO) test -count=1 -v -timeout 60m -run . ./internal/faulttest
 
 lint: vet
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@2025.1.1 $(PKGS)

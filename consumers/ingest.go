@@ -64,6 +64,10 @@ type IngestConfig struct {
 	// SessionTimeout is how long the group waits for a silent member
 	// (a crashed process) before giving its partitions to others.
 	SessionTimeout time.Duration `yaml:"session_timeout"`
+	// RebalanceTimeout is how long the group waits for its members to
+	// rejoin when one arrives or leaves; a crashed member is waited for
+	// this long, so keep it short: members here rejoin at once.
+	RebalanceTimeout time.Duration `yaml:"rebalance_timeout"`
 	// InstanceID, if set, makes this a static group member: a restarted
 	// process with the same id takes its partitions back at once, without
 	// a rebalance (use the pod or host name).
@@ -96,6 +100,9 @@ func (c *Config) Defaults() {
 	if in.SessionTimeout == 0 {
 		in.SessionTimeout = 10 * time.Second
 	}
+	if in.RebalanceTimeout == 0 {
+		in.RebalanceTimeout = 15 * time.Second
+	}
 }
 
 // Validate checks the settings without I/O; call Defaults first.
@@ -123,6 +130,8 @@ func (c *Config) Validate() error {
 	case in.SessionTimeout < 6*time.Second || in.SessionTimeout > 5*time.Minute:
 		// Kafka brokers refuse session timeouts under 6s by default.
 		return fmt.Errorf("ingest.session_timeout: %s out of range 6s..5m", in.SessionTimeout)
+	case in.RebalanceTimeout < 5*time.Second || in.RebalanceTimeout > 10*time.Minute:
+		return fmt.Errorf("ingest.rebalance_timeout: %s out of range 5s..10m", in.RebalanceTimeout)
 	}
 	return nil
 }
@@ -242,7 +251,13 @@ func New(ctx context.Context, cfg Config, reg prometheus.Registerer, log *slog.L
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchMaxBytes(32<<20),
 		kgo.SessionTimeout(cfg.Ingest.SessionTimeout),
+		kgo.RebalanceTimeout(cfg.Ingest.RebalanceTimeout),
 		kgo.TransactionalID(transactionalID(cfg.Ingest)),
+		// A batch's transaction is open only while its records are produced
+		// and its offsets committed (milliseconds): a short timeout bounds
+		// how long a killed process's dangling transaction holds up its
+		// partitions' next owner (UNSTABLE_OFFSET_COMMIT until it expires).
+		kgo.TransactionTimeout(10*time.Second),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.OnPartitionsRevoked(in.revoked),
 		kgo.OnPartitionsLost(in.revoked),

@@ -117,8 +117,15 @@ func serverAddr(t testing.TB) string {
 }
 
 // StartClickHouse starts a server of the test's own in dataDir ("" makes a
-// temporary one). The caller stops it; Main stops the shared one.
+// temporary one) on free ports. The caller stops it; Main stops the shared one.
 func StartClickHouse(t testing.TB, dataDir string) *chserver.Process {
+	t.Helper()
+	return StartClickHouseOn(t, dataDir, 0, 0)
+}
+
+// StartClickHouseOn is StartClickHouse on the given ports (0 picks a free
+// one): a fault test restarts a server where its clients expect it.
+func StartClickHouseOn(t testing.TB, dataDir string, tcp, http int) *chserver.Process {
 	t.Helper()
 	lib := chserver.DefaultLibPath()
 	if _, err := os.Stat(lib); err != nil {
@@ -128,19 +135,21 @@ func StartClickHouse(t testing.TB, dataDir string) *chserver.Process {
 		}
 		t.Skip(msg)
 	}
+	var err error
 	if dataDir == "" {
-		var err error
 		if dataDir, err = os.MkdirTemp("", "agentrail-ch-"); err != nil {
 			t.Fatal(err)
 		}
 	}
-	tcp, err := chserver.FreePort()
-	if err != nil {
-		t.Fatal(err)
+	if tcp == 0 {
+		if tcp, err = chserver.FreePort(); err != nil {
+			t.Fatal(err)
+		}
 	}
-	http, err := chserver.FreePort()
-	if err != nil {
-		t.Fatal(err)
+	if http == 0 {
+		if http, err = chserver.FreePort(); err != nil {
+			t.Fatal(err)
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
