@@ -28,6 +28,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"html"
 	"io"
 	"log/slog"
 	"net"
@@ -63,15 +64,15 @@ const (
 	// process with status 1, skipping the rest of the clean stop.
 	killQuery = "KILL QUERY WHERE query_id != queryID() SYNC"
 
-	// configXML is written to the data dir at every start and passed with
-	// --config-file, so that clickhouse-local never picks up a stray
-	// ./config.xml or ~/.clickhouse-local/config.xml instead.
+	// The engine config (engineConfig) is written to the data dir at every
+	// start and passed with --config-file, so that clickhouse-local never
+	// picks up a stray ./config.xml or ~/.clickhouse-local/config.xml.
 	configName = "chserver-config.xml"
 	// The kafka section makes a Kafka-engine table's new consumer group start
 	// at the earliest offset (librdkafka's default is the latest), as the
 	// benchmark's Kafka-engine peer needs to read events already produced.
-	configXML = "<!-- Written by agentrail's chserver at every start; edits are lost. -->\n<clickhouse>\n" +
-		"  <kafka><auto_offset_reset>smallest</auto_offset_reset></kafka>\n</clickhouse>\n"
+	configHead = "<!-- Written by agentrail's chserver at every start; edits are lost. -->\n<clickhouse>\n" +
+		"  <kafka><auto_offset_reset>smallest</auto_offset_reset></kafka>\n"
 
 	stopBudget = 30 * time.Second
 )
@@ -83,6 +84,11 @@ type Config struct {
 	TCPPort  int          // native protocol port on 127.0.0.1
 	HTTPPort int          // HTTP interface port on 127.0.0.1
 	Logger   *slog.Logger // nil means slog.Default()
+	// UsersXML, if set, is a users.xml (users, passwords, profiles,
+	// grants) that replaces the built-in "default only" users. It must keep
+	// a "default" user without a password on loopback: the launcher stops
+	// the server and checks readiness as that user.
+	UsersXML string
 }
 
 // Validate checks the config without I/O.
@@ -112,16 +118,36 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.TCPPort, "tcp-port", 19000, "native protocol port on 127.0.0.1")
 	fs.IntVar(&c.HTTPPort, "http-port", 18123, "HTTP interface port on 127.0.0.1")
 	fs.StringVar(&c.LibPath, "lib", DefaultLibPath(), "path of the ClickHouse engine library libchdb.so")
+	fs.StringVar(&c.UsersXML, "users-xml", "", "users.xml with users, passwords and grants (deployments/clickhouse/users.xml); default: user default only")
 }
 
 // flagArgs are the flags that make RegisterFlags reproduce c.
 func (c Config) flagArgs() []string {
-	return []string{
+	args := []string{
 		"--data-dir=" + c.DataDir,
 		"--tcp-port=" + strconv.Itoa(c.TCPPort),
 		"--http-port=" + strconv.Itoa(c.HTTPPort),
 		"--lib=" + c.LibPath,
 	}
+	if c.UsersXML != "" {
+		args = append(args, "--users-xml="+c.UsersXML)
+	}
+	return args
+}
+
+// engineConfig is the config file the engine reads: SQL-defined users need
+// a writable access storage that clickhouse-local lacks, so users and their
+// grants come from a users.xml when one is given.
+func engineConfig(c Config) string {
+	s := configHead
+	if c.UsersXML != "" {
+		p, err := filepath.Abs(c.UsersXML)
+		if err != nil {
+			p = c.UsersXML
+		}
+		s += "  <user_directories><users_xml><path>" + html.EscapeString(p) + "</path></users_xml></user_directories>\n"
+	}
+	return s + "</clickhouse>\n"
 }
 
 func (c Config) withDefaults() Config {
@@ -194,7 +220,7 @@ func Serve(ctx context.Context, cfg Config) error {
 	if err := os.MkdirAll(dataDir, 0o755); err != nil {
 		return fmt.Errorf("chserver: create data dir: %w", err)
 	}
-	if err := os.WriteFile(filepath.Join(dataDir, configName), []byte(configXML), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dataDir, configName), []byte(engineConfig(cfg)), 0o644); err != nil {
 		return fmt.Errorf("chserver: write engine config: %w", err)
 	}
 	if err := checkPortsFree(cfg); err != nil {

@@ -127,14 +127,7 @@ func StartClickHouse(t testing.TB, dataDir string) *chserver.Process {
 // one): a fault test restarts a server where its clients expect it.
 func StartClickHouseOn(t testing.TB, dataDir string, tcp, http int) *chserver.Process {
 	t.Helper()
-	lib := chserver.DefaultLibPath()
-	if _, err := os.Stat(lib); err != nil {
-		msg := fmt.Sprintf("ClickHouse engine library not found at %s: run `make chdb`", lib)
-		if os.Getenv("CI") != "" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
+	lib := RequireLibrary(t)
 	var err error
 	if dataDir == "" {
 		if dataDir, err = os.MkdirTemp("", "agentrail-ch-"); err != nil {
@@ -161,6 +154,21 @@ func StartClickHouseOn(t testing.TB, dataDir string, tcp, http int) *chserver.Pr
 		t.Fatal(err)
 	}
 	return p
+}
+
+// RequireLibrary returns the ClickHouse engine library's path. Without it
+// the test fails under CI and is skipped elsewhere, saying how to get it.
+func RequireLibrary(t testing.TB) string {
+	t.Helper()
+	lib := chserver.DefaultLibPath()
+	if _, err := os.Stat(lib); err != nil {
+		msg := fmt.Sprintf("ClickHouse engine library not found at %s: run `make chdb`", lib)
+		if os.Getenv("CI") != "" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	return lib
 }
 
 // Main runs the tests and then stops the shared server. Use it as
