@@ -11,6 +11,7 @@ CREATE ROLE IF NOT EXISTS agentrail_writer;
 GRANT CREATE DATABASE, CREATE TABLE, CREATE VIEW, SELECT, INSERT, ALTER, OPTIMIZE ON agentrail.* TO agentrail_writer;
 GRANT TABLE ENGINE ON MergeTree TO agentrail_writer;
 GRANT TABLE ENGINE ON ReplacingMergeTree TO agentrail_writer;
+GRANT TABLE ENGINE ON AggregatingMergeTree TO agentrail_writer;
 GRANT TABLE ENGINE ON ReplicatedReplacingMergeTree TO agentrail_writer;
 GRANT TABLE ENGINE ON Distributed TO agentrail_writer;
 

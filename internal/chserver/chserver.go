@@ -51,18 +51,15 @@ var ErrLibraryMissing = errors.New("ClickHouse engine library not found")
 const (
 	loopback = "127.0.0.1"
 
-	// holdQuery keeps the listeners open: they live as long as the
-	// clickhouse-local run, so its last statement never ends on its own.
-	// system.numbers is endless, and one row per block keeps each sleep
-	// (0.5 s) under the engine's per-block cap of 3 s and lets KILL QUERY
-	// take effect within half a second. %s is a per-run tag; seeing it in
-	// system.processes proves the answer comes from this run's engine
-	// rather than another server on the same port.
-	holdQuery = "SELECT sleepEachRow(0.5), 'agentrail chserver hold %s' FROM system.numbers SETTINGS max_block_size = 1 FORMAT Null"
-	// killQuery stops the hold query and every client query with it: the
-	// engine's shutdown waits 5 s for open connections and then exits the
-	// process with status 1, skipping the rest of the clean stop.
-	killQuery = "KILL QUERY WHERE query_id != queryID() SYNC"
+	// The listeners live as long as the clickhouse-local run. It runs
+	// interactively (see ttyStdin): after starting them it waits at its
+	// prompt on our terminal, and typing exitCommand there ends it.
+	startQuery  = "SYSTEM START LISTEN TCP; SYSTEM START LISTEN HTTP"
+	exitCommand = "exit\r" // raw mode: Enter is a carriage return
+	// killQuery cancels every client query before the exit: the engine's
+	// shutdown waits 5 s for open connections and then exits the process
+	// with status 1, skipping the rest of the clean stop.
+	killQuery = "KILL QUERY WHERE query_id != queryID() ASYNC"
 
 	// The engine config (engineConfig) is written to the data dir at every
 	// start and passed with --config-file, so that clickhouse-local never
@@ -140,6 +137,12 @@ func (c Config) flagArgs() []string {
 // grants come from a users.xml when one is given.
 func engineConfig(c Config) string {
 	s := configHead
+	// The engine's own warnings and errors, for whoever wonders why it
+	// stopped; clickhouse-local logs nothing otherwise.
+	if dir, err := filepath.Abs(c.DataDir); err == nil {
+		s += "  <logger><level>warning</level><console>0</console><log>" + html.EscapeString(filepath.Join(dir, "engine.log")) +
+			"</log><errorlog>" + html.EscapeString(filepath.Join(dir, "engine.err.log")) + "</errorlog></logger>\n"
+	}
 	if c.UsersXML != "" {
 		p, err := filepath.Abs(c.UsersXML)
 		if err != nil {
@@ -198,13 +201,11 @@ var engineUsed atomic.Bool
 // process should exit.
 //
 // A clean stop KILLs every running query, clients' included (they fail as
-// cancelled), and with them the statement that holds clickhouse-local open;
-// the run then ends as clickhouse-local does: it stops the listeners and
-// shuts the global context down (merges stopped, tables shut down, buffers
-// and system logs flushed). Inserted parts are in DataDir as soon as the
-// INSERT returns, so they also survive a SIGKILL of the process. A client
-// that kills that statement itself (KILL QUERY without a filter) ends the
-// server early: Serve then returns an error.
+// cancelled), and types exit at the engine's interactive prompt; the run
+// then ends as clickhouse-local does: it stops the listeners and shuts the
+// global context down (merges stopped, tables shut down, buffers and system
+// logs flushed). Inserted parts are in DataDir as soon as the INSERT
+// returns, so they also survive a SIGKILL of the process.
 func Serve(ctx context.Context, cfg Config) error {
 	cfg = cfg.withDefaults()
 	if err := cfg.Validate(); err != nil {
@@ -239,9 +240,13 @@ func Serve(ctx context.Context, cfg Config) error {
 	// and os/signal.
 	eng.setSignalHandlers(0)
 
-	tag := strconv.FormatInt(time.Now().UnixNano(), 36) + "-" + strconv.Itoa(os.Getpid())
+	tty, err := ttyStdin()
+	if err != nil {
+		return err
+	}
+	defer tty.Close()
 	done := make(chan string, 1)
-	go func() { done <- eng.run(engineArgs(cfg, dataDir, tag)) }()
+	go func() { done <- eng.run(engineArgs(cfg, dataDir)) }()
 
 	// No keep-alive: an idle connection of ours must not slow the engine's
 	// shutdown, which waits for open connections.
@@ -251,7 +256,11 @@ func Serve(ctx context.Context, cfg Config) error {
 		client: client,
 		done:   done,
 		log:    cfg.Logger,
+		tty:    tty,
 	}
+	// Nothing reads the terminal's output (the engine's own output goes to
+	// stdout), but its echo must not fill the terminal's buffer.
+	go func() { _, _ = io.Copy(io.Discard, tty) }()
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
 	for ready := false; !ready; {
@@ -261,8 +270,11 @@ func Serve(ctx context.Context, cfg Config) error {
 		case <-ctx.Done():
 			return s.stop()
 		case <-tick.C:
-			// The hold query runs once both listeners have started.
-			ready = s.query(ctx, "SELECT throwIf(count() = 0) FROM system.processes WHERE query_id != queryID() AND query LIKE '%hold "+tag+"%'") == nil
+			// HTTP answers once both listeners have started; the data path
+			// proves the answer comes from this engine rather than another
+			// server on the same port.
+			ready = s.query(ctx, "SELECT throwIf(count() = 0) FROM system.disks WHERE name = 'default' AND path = '"+
+				strings.ReplaceAll(dataDir, "'", "\\'")+"/'") == nil
 		}
 	}
 	cfg.Logger.Info("clickhouse ready",
@@ -279,7 +291,7 @@ func Serve(ctx context.Context, cfg Config) error {
 }
 
 // engineArgs are the clickhouse-local arguments of the server run.
-func engineArgs(cfg Config, dataDir, tag string) []string {
+func engineArgs(cfg Config, dataDir string) []string {
 	return []string{
 		"clickhouse",
 		"--config-file=" + filepath.Join(dataDir, configName),
@@ -292,7 +304,11 @@ func engineArgs(cfg Config, dataDir, tag string) []string {
 		// connections outlast its 5 s shutdown wait.
 		"--poll_interval=1",
 		"--multiquery",
-		"--query=SYSTEM START LISTEN TCP; SYSTEM START LISTEN HTTP; " + fmt.Sprintf(holdQuery, tag),
+		// Interactive, for the error handler (see ttyStdin), but without
+		// loading completion suggestions, a query the stop would wait for.
+		"--interactive",
+		"--disable_suggestion",
+		"--query=" + startQuery,
 	}
 }
 
@@ -326,6 +342,7 @@ type control struct {
 	client *http.Client
 	done   <-chan string
 	log    *slog.Logger
+	tty    io.Writer // the engine's terminal, where it waits at its prompt
 }
 
 func (s *control) query(ctx context.Context, q string) error {
@@ -352,6 +369,9 @@ func (s *control) stop() error {
 	for {
 		// ctx has ended; the stop itself still needs its requests.
 		err := s.query(context.Background(), killQuery)
+		// The prompt discards input typed before it appeared (raw mode is
+		// set with TCSAFLUSH), so the command is typed again each round.
+		_, _ = io.WriteString(s.tty, exitCommand)
 		select {
 		case <-s.done:
 			s.log.Info("clickhouse stopped", "took", time.Since(start).Round(time.Millisecond))

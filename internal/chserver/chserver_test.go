@@ -5,7 +5,9 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -227,5 +229,68 @@ func TestServeRealClickHouse(t *testing.T) {
 	}
 	if stopErr != nil || !strings.Contains(string(log), "clickhouse stopped") {
 		t.Errorf("clean stop: %v; server.log:\n%s", stopErr, log)
+	}
+}
+
+// TestSurvivesMisbehavingClients: a client that speaks HTTP to the native
+// port, or resets its connection, must not take the server down (in
+// non-interactive clickhouse-local it did: ClickHouse issue 115666).
+func TestSurvivesMisbehavingClients(t *testing.T) {
+	lib := DefaultLibPath()
+	if err := checkLibrary(lib); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal(err)
+		}
+		t.Skipf("%v; the integration test needs it", err)
+	}
+	bin, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(childEnv, "1")
+	cfg := Config{LibPath: lib, DataDir: t.TempDir(), Logger: slog.New(slog.NewTextHandler(os.Stderr, nil))}
+	if cfg.TCPPort, err = FreePort(); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.HTTPPort, err = FreePort(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	p, err := StartProcess(ctx, bin, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Kill()
+
+	for range 3 {
+		// HTTP on the native port: an unexpected packet.
+		c, err := net.Dial("tcp", p.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprint(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+		_, _ = io.ReadAll(io.LimitReader(c, 4096))
+		c.Close()
+		// A native connection reset mid-handshake (SO_LINGER 0 sends RST).
+		c, err = net.Dial("tcp", p.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = c.Write([]byte{0x00, 0x0a})
+		_ = c.(*net.TCPConn).SetLinger(0)
+		c.Close()
+	}
+	conn, err := clickhouse.Open(&clickhouse.Options{Addr: []string{p.Addr()}, Auth: clickhouse.Auth{Username: "default"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	var n uint8
+	if err := conn.QueryRow(ctx, "SELECT 42").Scan(&n); err != nil || n != 42 {
+		t.Fatalf("after misbehaving clients: SELECT 42 = %d, %v", n, err)
+	}
+	if err := p.Stop(ctx); err != nil {
+		t.Fatalf("clean stop: %v", err)
 	}
 }

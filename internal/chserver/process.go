@@ -32,6 +32,8 @@ type Process struct {
 	done   chan struct{} // closed when the child has exited
 	err    error         // exit status; read only after done
 	killed atomic.Bool
+	// stopping is set by Stop and Kill, before they signal.
+	stopping atomic.Bool
 }
 
 // StartProcess runs `bin clickhouse --data-dir=... --tcp-port=... --http-port=... --lib=...`
@@ -97,6 +99,11 @@ func StartProcess(ctx context.Context, bin string, cfg Config) (*Process, error)
 		}
 		started <- nil
 		p.err = cmd.Wait()
+		if !p.stopping.Load() {
+			// Nobody asked it to stop: say how it ended, for the test or
+			// operator wondering why queries fail from now on.
+			cfg.Logger.Error("clickhouse process exited on its own", "pid", cmd.Process.Pid, "status", cmd.ProcessState.String())
+		}
 		close(p.done)
 	}()
 	if err := <-started; err != nil {
@@ -181,6 +188,7 @@ func (p *Process) HTTPAddr() string {
 // Stop sends SIGTERM, which makes the child stop the server cleanly, and
 // waits; when ctx ends first it sends SIGKILL and reports that.
 func (p *Process) Stop(ctx context.Context) error {
+	p.stopping.Store(true)
 	p.signal(syscall.SIGTERM)
 	select {
 	case <-p.done:
@@ -193,6 +201,7 @@ func (p *Process) Stop(ctx context.Context) error {
 
 // Kill sends SIGKILL to the server and waits for it to exit, for fault tests.
 func (p *Process) Kill() error {
+	p.stopping.Store(true)
 	p.killed.Store(true)
 	p.signal(syscall.SIGKILL)
 	<-p.done
