@@ -1,0 +1,538 @@
+package correlate
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/cespare/xxhash/v2"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/agentrail/agentrail/consumers"
+	"github.com/agentrail/agentrail/schemas"
+)
+
+// Correlator is the correlation stage: a consumers.Processor that runs
+// inside ingest on every batch. It is not safe for concurrent Process calls
+// (ingest makes them one at a time); PartitionsRevoked may be called from
+// any goroutine.
+type Correlator struct {
+	cfg Config
+	ch  driver.Conn
+	db  string
+	log *slog.Logger
+	m   metrics
+
+	revokedMu sync.Mutex
+	revoked   []int32
+
+	cache   *lru
+	pending map[string]pendingEntry
+	parts   map[int32]*partState
+	pol     *policyView
+	polAt   time.Time // batch clock of the last policy load; zero: never
+}
+
+// pendingEntry is a trace with a violation waiting to settle.
+type pendingEntry struct {
+	partition int32
+	settleAt  time.Time
+	around    time.Time // an event time of the trace, to bound its rebuild
+}
+
+// partState is what the correlator knows of one partition it owns.
+type partState struct {
+	history *history
+	// lastEnd is the highest offset a batch carried: a batch that starts at
+	// or before it redoes offsets an uncommitted attempt processed, and the
+	// partition is initialized again from ClickHouse.
+	lastEnd int64
+}
+
+type metrics struct {
+	violations  *prometheus.CounterVec
+	cached      prometheus.Gauge
+	evictions   prometheus.Counter
+	rebuilt     prometheus.Counter
+	rebuildSecs prometheus.Histogram
+	pending     prometheus.Gauge
+	overLimit   prometheus.Counter
+	inits       prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer) (metrics, error) {
+	m := metrics{
+		violations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "agentrail_violations_total", Help: "Governance violations emitted, by kind (counted when the batch's output is handed to ingest).",
+		}, []string{"kind"}),
+		cached: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "agentrail_correlate_traces_cached", Help: "Traces held in memory.",
+		}),
+		evictions: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "agentrail_correlate_evictions_total", Help: "Traces evicted at correlation.max_traces.",
+		}),
+		rebuilt: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "agentrail_correlate_rebuilt_traces_total", Help: "Traces rebuilt from ClickHouse.",
+		}),
+		rebuildSecs: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "agentrail_correlate_rebuild_seconds", Help: "Time of one batch's rebuild queries.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
+		}),
+		pending: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "agentrail_correlate_pending_violations", Help: "Traces with a violation waiting for correlation.settle_after.",
+		}),
+		overLimit: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "agentrail_correlate_events_over_limit_total", Help: "Events not correlated because their trace had correlation.max_events_per_trace.",
+		}),
+		inits: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "agentrail_correlate_partition_inits_total", Help: "Partitions (re)initialized from ClickHouse.",
+		}),
+	}
+	for _, c := range []prometheus.Collector{m.violations, m.cached, m.evictions, m.rebuilt, m.rebuildSecs, m.pending, m.overLimit, m.inits} {
+		if err := reg.Register(c); err != nil {
+			return m, fmt.Errorf("correlate: register metrics: %w", err)
+		}
+	}
+	for _, k := range Kinds() {
+		m.violations.WithLabelValues(string(k))
+	}
+	return m, nil
+}
+
+// New builds the correlator over an open ClickHouse connection to database,
+// which must be migrated (chstore.Migrate). It does no I/O: state is loaded
+// from ClickHouse on the first batch.
+func New(cfg Config, ch driver.Conn, database string, reg prometheus.Registerer, log *slog.Logger) (*Correlator, error) {
+	cfg.Defaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("correlate: %w", err)
+	}
+	if !identRE.MatchString(database) {
+		return nil, fmt.Errorf("correlate: database %q is not an identifier", database)
+	}
+	m, err := newMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	return &Correlator{
+		cfg: cfg, ch: ch, db: database, log: log, m: m,
+		cache: newLRU(), pending: map[string]pendingEntry{}, parts: map[int32]*partState{}, pol: newPolicyView(),
+	}, nil
+}
+
+// Name implements consumers.Processor.
+func (c *Correlator) Name() string { return "correlate" }
+
+// PartitionsRevoked implements consumers.Processor: the state of these
+// partitions is dropped when the next batch starts.
+func (c *Correlator) PartitionsRevoked(partitions []int32) {
+	c.revokedMu.Lock()
+	c.revoked = append(c.revoked, partitions...)
+	c.revokedMu.Unlock()
+}
+
+func (c *Correlator) applyRevoked() {
+	c.revokedMu.Lock()
+	revoked := c.revoked
+	c.revoked = nil
+	c.revokedMu.Unlock()
+	if len(revoked) == 0 {
+		return
+	}
+	gone := map[int32]bool{}
+	for _, p := range revoked {
+		gone[p] = true
+		delete(c.parts, p)
+	}
+	for id, st := range c.cache.m {
+		if gone[st.partition] {
+			c.cache.remove(st)
+			delete(c.pending, id)
+		}
+	}
+	for id, pe := range c.pending {
+		if gone[pe.partition] {
+			delete(c.pending, id)
+		}
+	}
+	c.m.cached.Set(float64(c.cache.len()))
+	c.m.pending.Set(float64(len(c.pending)))
+}
+
+// batchView is one batch seen per trace.
+type batchView struct {
+	b       *consumers.Batch
+	byTrace map[string][]*consumers.Accepted // in stream order
+	order   []string                         // traces in order of first appearance
+}
+
+// committed reports whether an event (or a marker) at partition/offset was
+// made durable by an earlier batch.
+func (bv *batchView) committed(partition int32, offset int64) bool {
+	first, ok := bv.b.FirstOffset[partition]
+	return !ok || offset < first
+}
+
+// Process implements consumers.Processor.
+func (c *Correlator) Process(ctx context.Context, b *consumers.Batch) (consumers.Output, error) {
+	c.applyRevoked()
+	bv := &batchView{b: b, byTrace: map[string][]*consumers.Accepted{}}
+	for i := range b.Events {
+		a := &b.Events[i]
+		if _, ok := bv.byTrace[a.TraceID]; !ok {
+			bv.order = append(bv.order, a.TraceID)
+		}
+		bv.byTrace[a.TraceID] = append(bv.byTrace[a.TraceID], a)
+	}
+	for _, evs := range bv.byTrace {
+		sort.SliceStable(evs, func(i, j int) bool {
+			if evs[i].Partition != evs[j].Partition {
+				return evs[i].Partition < evs[j].Partition
+			}
+			return evs[i].Offset < evs[j].Offset
+		})
+	}
+
+	if c.polAt.IsZero() || b.Now.Sub(c.polAt) >= c.cfg.PolicyRefresh {
+		if err := c.loadPolicies(ctx); err != nil {
+			return consumers.Output{}, err
+		}
+		c.polAt = b.Now
+	}
+	if err := c.initPartitions(ctx, bv); err != nil {
+		return consumers.Output{}, err
+	}
+	// Decisions of this batch count for every trace in it.
+	for i := range b.Events {
+		e := &b.Events[i]
+		if e.Decision != nil {
+			c.pol.observe(e.Decision.PolicyID, e.Decision.PolicyVersion, e.Time, e.EventID)
+		}
+	}
+
+	// Traces with a violation that settles now, in partitions this batch
+	// carries (their emission is committed with the partition's offsets).
+	due := map[string]bool{}
+	for id, pe := range c.pending {
+		if _, inBatch := b.FirstOffset[pe.partition]; inBatch && !pe.settleAt.After(b.Now) {
+			if _, touched := bv.byTrace[id]; !touched {
+				due[id] = true
+			}
+		}
+	}
+	dueIDs := sortedKeys(due)
+
+	if err := c.restore(ctx, bv, dueIDs); err != nil {
+		return consumers.Output{}, err
+	}
+
+	var out outputBuilder
+	for _, id := range bv.order {
+		c.evaluate(bv, id, bv.byTrace[id], &out)
+	}
+	for _, id := range dueIDs {
+		c.evaluate(bv, id, nil, &out)
+	}
+	c.evict()
+	c.m.cached.Set(float64(c.cache.len()))
+	c.m.pending.Set(float64(len(c.pending)))
+
+	o, err := out.output(c, b.Now)
+	if err != nil {
+		return consumers.Output{}, err
+	}
+	for _, e := range out.violations {
+		c.m.violations.WithLabelValues(string(e.v.Kind)).Inc()
+	}
+	return o, nil
+}
+
+// restore makes sure every trace the batch touches, and every due one, has
+// its state in the cache: rebuilt from ClickHouse when this process may not
+// hold all of its events, empty when it cannot have any before this batch.
+func (c *Correlator) restore(ctx context.Context, bv *batchView, dueIDs []string) error {
+	var need []string
+	around := map[string][2]time.Time{}
+	for _, id := range bv.order {
+		if c.cache.get(id) != nil {
+			continue
+		}
+		evs := bv.byTrace[id]
+		maybe := false
+		for _, a := range evs {
+			if ps := c.parts[a.Partition]; ps == nil || ps.history.has(xxhash.Sum64String(id)) {
+				maybe = true
+			}
+		}
+		if !maybe {
+			c.cache.touch(&traceState{id: id, partition: evs[0].Partition})
+			continue
+		}
+		need = append(need, id)
+		lo, hi := evs[0].Time, evs[0].Time
+		for _, a := range evs {
+			lo, hi = minTime(lo, a.Time), maxTime(hi, a.Time)
+		}
+		around[id] = [2]time.Time{lo, hi}
+	}
+	for _, id := range dueIDs {
+		if c.cache.get(id) == nil {
+			need = append(need, id)
+			t := c.pending[id].around
+			around[id] = [2]time.Time{t, t}
+		}
+	}
+	if len(need) == 0 {
+		return nil
+	}
+	start := time.Now()
+	states, err := c.loadTraces(ctx, bv, need, around)
+	if err != nil {
+		return err
+	}
+	c.m.rebuildSecs.Observe(time.Since(start).Seconds())
+	c.m.rebuilt.Add(float64(len(need)))
+	for _, id := range need {
+		st := states[id]
+		if st == nil {
+			p := c.pending[id].partition
+			if evs := bv.byTrace[id]; len(evs) > 0 {
+				p = evs[0].Partition
+			}
+			st = &traceState{id: id, partition: p}
+		}
+		c.cache.touch(st)
+	}
+	return nil
+}
+
+// evaluate brings one trace up to date with the batch's events of it (none
+// for a due trace) and emits what became derivable.
+func (c *Correlator) evaluate(bv *batchView, id string, batchEvents []*consumers.Accepted, out *outputBuilder) {
+	st := c.cache.get(id)
+	if st == nil {
+		return // cannot happen: restore put it there
+	}
+	c.cache.touch(st)
+	// Prior state: what earlier batches committed.
+	prior := st.events[:0:0]
+	seen := map[string]bool{}
+	for _, s := range st.events {
+		if bv.committed(s.partition, s.offset) && !seen[s.ev.EventID] {
+			prior = append(prior, s)
+			seen[s.ev.EventID] = true
+		}
+	}
+	st.events = prior
+	added := 0
+	for _, a := range batchEvents {
+		if seen[a.EventID] {
+			continue
+		}
+		seen[a.EventID] = true
+		if len(st.events) >= c.cfg.MaxEventsPerTrace {
+			c.m.overLimit.Inc()
+			continue
+		}
+		st.add(stored{ev: strip(&a.Event), partition: a.Partition, offset: a.Offset, seenAt: bv.b.Now})
+		added++
+	}
+	all := st.events
+	// Violations emitted by earlier, committed batches (most traces have
+	// none: the map stays nil).
+	var markers map[Kind]marker
+	for k, mk := range st.emitted {
+		if bv.committed(mk.partition, mk.offset) {
+			if markers == nil {
+				markers = map[Kind]marker{}
+			}
+			markers[k] = mk
+		}
+	}
+	if added == 0 && batchEvents != nil {
+		// Only re-deliveries of events already correlated: nothing new,
+		// except a settle that may be due.
+		if pe, ok := c.pending[id]; !ok || pe.settleAt.After(bv.b.Now) {
+			st.emitted = markers
+			return
+		}
+	}
+	if len(all) == 0 {
+		delete(c.pending, id)
+		st.emitted = markers
+		return
+	}
+
+	evs := make([]schemas.Event, len(all))
+	seenAt := map[string]time.Time{}
+	for i := range all {
+		evs[i] = all[i].ev
+		seenAt[all[i].ev.EventID] = all[i].seenAt
+	}
+	corr := Correlate(evs, c.pol)
+
+	var settle time.Time
+	var unconfirmed []Kind
+	for _, v := range corr.Violations {
+		if _, done := markers[v.Kind]; done {
+			continue
+		}
+		if v.Unconfirmed {
+			unconfirmed = append(unconfirmed, v.Kind)
+			at := c.settleAt(id, seenAt[v.DecidingEventID], bv.b.Now)
+			if at.After(bv.b.Now) {
+				if settle.IsZero() || at.Before(settle) {
+					settle = at
+				}
+				continue
+			}
+		}
+		p := st.partition
+		if _, ok := bv.b.FirstOffset[p]; !ok && len(batchEvents) > 0 {
+			p = batchEvents[0].Partition
+		}
+		mk := marker{partition: p, offset: bv.b.FirstOffset[p]}
+		if markers == nil {
+			markers = map[Kind]marker{}
+		}
+		markers[v.Kind] = mk
+		v.DetectedAt = bv.b.Now
+		out.violations = append(out.violations, emitted{v: v, marker: mk})
+	}
+	st.emitted = markers
+	if !settle.IsZero() {
+		c.pending[id] = pendingEntry{partition: st.partition, settleAt: settle, around: corr.Trace.LastEventTime}
+	} else {
+		delete(c.pending, id)
+	}
+	if added > 0 {
+		out.traces = append(out.traces, traceRow{t: corr.Trace, partition: st.partition, unconfirmed: unconfirmed,
+			settleAt: settle, version: uint64(len(all)), abandonAt: corr.Trace.LastEventTime.Add(c.cfg.AbandonAfter)})
+	}
+}
+
+// settleAt is when a violation decided by an event ingest took at seenAt
+// settles. For an event rebuilt from ClickHouse the time is not known: the
+// deadline recorded when the trace became pending holds, or, if there is
+// none, settle_after from now.
+func (c *Correlator) settleAt(id string, seenAt, now time.Time) time.Time {
+	if !seenAt.IsZero() {
+		return seenAt.Add(c.cfg.SettleAfter)
+	}
+	if pe, ok := c.pending[id]; ok {
+		return pe.settleAt
+	}
+	return now.Add(c.cfg.SettleAfter)
+}
+
+// evict drops the least recently used traces over the bound; their ids go
+// to their partition's history, so they are rebuilt if they come back.
+// Traces waiting to settle are rebuilt when due.
+func (c *Correlator) evict() {
+	for c.cache.len() > c.cfg.MaxTraces {
+		st := c.cache.oldest()
+		c.cache.remove(st)
+		if ps := c.parts[st.partition]; ps != nil {
+			ps.history.add(xxhash.Sum64String(st.id))
+		}
+		c.m.evictions.Inc()
+	}
+}
+
+// emitted is a violation with the marker of the batch that emits it.
+type emitted struct {
+	v      Violation
+	marker marker
+}
+
+type traceRow struct {
+	t           Trace
+	partition   int32
+	unconfirmed []Kind
+	settleAt    time.Time
+	version     uint64
+	abandonAt   time.Time
+}
+
+type outputBuilder struct {
+	traces     []traceRow
+	violations []emitted
+}
+
+// ViolationRecord is the JSON value of a record on the violations topic.
+type ViolationRecord struct {
+	ViolationID   string    `json:"violation_id"`
+	Kind          Kind      `json:"kind"`
+	Severity      string    `json:"severity"`
+	TraceID       string    `json:"trace_id"`
+	SpanID        string    `json:"span_id,omitempty"`
+	Team          string    `json:"team"`
+	AgentID       string    `json:"agent_id"`
+	RequestedBy   string    `json:"requested_by,omitempty"`
+	Tool          string    `json:"tool,omitempty"`
+	Action        string    `json:"action,omitempty"`
+	Tier          int32     `json:"tier"`
+	PolicyID      string    `json:"policy_id,omitempty"`
+	PolicyVersion int64     `json:"policy_version,omitempty"`
+	EventTime     time.Time `json:"event_time"`
+	DetectedAt    time.Time `json:"detected_at"`
+	Evidence      []string  `json:"evidence_event_ids"`
+	Explanation   string    `json:"explanation"`
+}
+
+func recordOf(v *Violation) ViolationRecord {
+	return ViolationRecord{
+		ViolationID: v.ViolationID, Kind: v.Kind, Severity: v.Severity, TraceID: v.TraceID, SpanID: v.SpanID,
+		Team: v.Team, AgentID: v.AgentID, RequestedBy: v.RequestedBy, Tool: v.Tool, Action: v.Action, Tier: v.Tier,
+		PolicyID: v.PolicyID, PolicyVersion: v.PolicyVersion, EventTime: v.EventTime.UTC(), DetectedAt: v.DetectedAt.UTC(),
+		Evidence: v.Evidence, Explanation: v.Explanation,
+	}
+}
+
+func (ob *outputBuilder) output(c *Correlator, now time.Time) (consumers.Output, error) {
+	var o consumers.Output
+	if len(ob.traces) > 0 {
+		o.Inserts = append(o.Inserts, traceInsert(c.db, ob.traces, now))
+	}
+	if len(ob.violations) > 0 {
+		o.Inserts = append(o.Inserts, violationInsert(c.db, ob.violations))
+		for i := range ob.violations {
+			v := &ob.violations[i].v
+			val, err := json.Marshal(recordOf(v))
+			if err != nil {
+				return o, fmt.Errorf("correlate: encode violation: %w", err)
+			}
+			o.Records = append(o.Records, &kgo.Record{Topic: c.cfg.ViolationTopic, Key: []byte(v.TraceID), Value: val})
+		}
+	}
+	return o, nil
+}
+
+func sortedKeys(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
