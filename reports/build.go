@@ -1,0 +1,879 @@
+package reports
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/agentrail/agentrail/reports/registry"
+	"github.com/agentrail/agentrail/reports/retention"
+)
+
+// Builder computes weekly reports from one ClickHouse database.
+type Builder struct {
+	cfg  Config
+	conn driver.Conn
+	db   string
+	now  func() time.Time
+}
+
+// NewBuilder returns a Builder; cfg must have passed Validate. now is the
+// clock (GeneratedAt, registry lookups); nil means time.Now.
+func NewBuilder(cfg Config, conn driver.Conn, db string, now func() time.Time) *Builder {
+	if now == nil {
+		now = time.Now
+	}
+	return &Builder{cfg: cfg, conn: conn, db: db, now: now}
+}
+
+// TeamInfo is a team as the reports see it: registry settings, or the
+// configured defaults for a team only seen in events.
+type TeamInfo struct {
+	Name       string
+	Location   *time.Location
+	Schedule   string
+	Recipients []string
+	Registered bool
+}
+
+// Team returns the team's settings as registered now.
+func (b *Builder) Team(ctx context.Context, name string) (TeamInfo, error) {
+	teams, err := b.Teams(ctx, time.Time{}, time.Time{})
+	if err != nil {
+		return TeamInfo{}, err
+	}
+	for _, t := range teams {
+		if t.Name == name {
+			return t, nil
+		}
+	}
+	loc, err := loadZone(b.cfg.TimeZone)
+	if err != nil {
+		return TeamInfo{}, fmt.Errorf("reports: reports.timezone: %w", err)
+	}
+	return TeamInfo{Name: name, Location: loc, Schedule: b.cfg.Schedule}, nil
+}
+
+// Teams returns the registered teams and, when from < to, the teams with
+// events in [from, to) too, by name.
+func (b *Builder) Teams(ctx context.Context, from, to time.Time) ([]TeamInfo, error) {
+	defLoc, err := loadZone(b.cfg.TimeZone)
+	if err != nil {
+		return nil, fmt.Errorf("reports: reports.timezone: %w", err)
+	}
+	reg, err := registry.TeamsAt(ctx, b.conn, b.db, b.now())
+	if err != nil {
+		return nil, err
+	}
+	byName := map[string]TeamInfo{}
+	for _, t := range reg {
+		ti := TeamInfo{Name: t.Name, Location: defLoc, Schedule: b.cfg.Schedule, Recipients: t.Recipients, Registered: true}
+		if t.TimeZone != "" {
+			if ti.Location, err = loadZone(t.TimeZone); err != nil {
+				return nil, fmt.Errorf("reports: team %s: timezone: %w", t.Name, err)
+			}
+		}
+		if t.Schedule != "" {
+			ti.Schedule = t.Schedule
+		}
+		byName[t.Name] = ti
+	}
+	agents, err := registry.AgentsAt(ctx, b.conn, b.db, "", b.now())
+	if err != nil {
+		return nil, err
+	}
+	var extra []string
+	for _, a := range agents {
+		extra = append(extra, a.Team)
+	}
+	if from.Before(to) {
+		rows, err := b.conn.Query(ctx, `SELECT DISTINCT toString(team) FROM `+b.db+`.events
+			WHERE event_time >= ? AND event_time < ?`, ts(from), ts(to))
+		if err != nil {
+			return nil, fmt.Errorf("reports: list teams: %w", err)
+		}
+		for rows.Next() {
+			var t string
+			if err := rows.Scan(&t); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("reports: list teams: %w", err)
+			}
+			extra = append(extra, t)
+		}
+		rows.Close()
+	}
+	for _, t := range extra {
+		if _, ok := byName[t]; !ok && t != "" {
+			byName[t] = TeamInfo{Name: t, Location: defLoc, Schedule: b.cfg.Schedule}
+		}
+	}
+	out := make([]TeamInfo, 0, len(byName))
+	for _, t := range byName {
+		out = append(out, t)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+// ts renders t for comparison with DateTime64 columns (clickhouse-go would
+// bind a time.Time with second precision).
+func ts(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05.000000") }
+
+// traceCTE summarises each trace of a team whose intent falls in [from, to):
+// one row per action, its decision, final approval and result. Events up to
+// a day after the week still count (an approval or result of a late-week
+// action). Five arguments: team, from, to+1d, from, to.
+const traceCTE = `t AS (
+	SELECT trace_id,
+		anyIf(toString(agent_id), event_type = 'intent') AS agent,
+		anyIf(tier, event_type = 'intent') AS itier,
+		anyIf(toString(action_class), event_type = 'intent') AS class,
+		anyIf(toString(tool), event_type = 'intent') AS itool,
+		anyIf(toString(action), event_type = 'intent') AS iaction,
+		anyIf(target, event_type = 'intent') AS itarget,
+		minIf(event_time, event_type = 'intent') AS intent_time,
+		anyIf(toString(outcome), event_type = 'policy_decision') AS decision,
+		anyIf(toString(policy_id), event_type = 'policy_decision') AS policy,
+		anyIf(reason, event_type = 'policy_decision') AS why,
+		minIf(event_time, event_type = 'policy_decision') AS decided_at,
+		argMaxIf(toString(approval_status), event_time, event_type = 'approval' AND approval_status != 'requested') AS approval,
+		maxIf(event_time, event_type = 'approval' AND approval_status != 'requested') AS approved_at,
+		argMaxIf(toString(result_status), event_time, event_type = 'result') AS result,
+		countIf(event_type = 'intent') AS intents
+	FROM {db}.v_events
+	WHERE team = ? AND event_time >= ? AND event_time < ?
+	GROUP BY trace_id
+	HAVING intents > 0 AND intent_time >= ? AND intent_time < ?)`
+
+func (b *Builder) sql(q string) string { return strings.ReplaceAll(q, "{db}", b.db) }
+
+func traceArgs(team string, from, to time.Time) []any {
+	return []any{team, ts(from), ts(to.Add(24 * time.Hour)), ts(from), ts(to)}
+}
+
+// Build computes team's report for week.
+func (b *Builder) Build(ctx context.Context, team TeamInfo, week Week) (*Weekly, error) {
+	loc := team.Location
+	from, to := week.Bounds(loc)
+	r := &Weekly{
+		Team: team.Name, Week: week.String(), TimeZone: loc.String(), From: from, To: to,
+		GeneratedAt: b.now().UTC().Truncate(time.Second), Recipients: team.Recipients,
+		Changes: []Change{}, Actions: []ActionRow{}, Denials: []DenialRow{}, Agents: []AgentEntry{},
+	}
+	if r.Recipients == nil {
+		r.Recipients = []string{}
+	}
+	agents := map[string]*AgentEntry{}
+	agent := func(id string) *AgentEntry {
+		a, ok := agents[id]
+		if !ok {
+			a = &AgentEntry{AgentID: id, TopDenials: []DenialRow{}}
+			agents[id] = a
+		}
+		return a
+	}
+
+	// Figures per agent, per tier and class, and for the team.
+	cur, err := b.figures(ctx, team.Name, from, to, func(g uint8, ag string, tier uint8, class string, f Figures) {
+		switch g {
+		case 3:
+			agent(ag).Figures = f
+		case 4:
+			r.Actions = append(r.Actions, ActionRow{Tier: int(tier), ActionClass: class, Actions: f.Actions, Allowed: f.Allowed,
+				Escalated: f.Escalated, Denied: f.Denied, Executed: f.Executed, Failed: f.Failed})
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	r.Figures = cur
+	pfrom, pto := week.Prev().Bounds(loc)
+	if r.Previous, err = b.figures(ctx, team.Name, pfrom, pto, nil); err != nil {
+		return nil, err
+	}
+
+	// Denials: team top reasons, per agent top reasons, repeated denials.
+	denials, err := b.denials(ctx, team.Name, from, to)
+	if err != nil {
+		return nil, err
+	}
+	r.Denials = topDenials(denials, b.cfg.Top)
+	perAgent := map[string][]denialKey{}
+	for _, d := range denials {
+		perAgent[d.agent] = append(perAgent[d.agent], d)
+	}
+	for id, ds := range perAgent {
+		agent(id).TopDenials = topDenials(ds, 3)
+	}
+
+	// Registry: owners, grants, unused and ungranted.
+	if err := b.permissions(ctx, r, team.Name, from, to, denials, agent); err != nil {
+		return nil, err
+	}
+
+	// Violations and alerts, where those tables exist.
+	if err := b.violations(ctx, r, team.Name, from, to, pfrom, pto, agent); err != nil {
+		return nil, err
+	}
+	if err := b.alerts(ctx, r, team.Name, from, to, pfrom, pto, agent); err != nil {
+		return nil, err
+	}
+	r.Changes = changes(r.Previous, r.Figures)
+
+	if r.Daily, err = b.daily(ctx, team.Name, week, loc); err != nil {
+		return nil, err
+	}
+	if r.Retention, err = b.retentionSummary(ctx, team.Name, from, to); err != nil {
+		return nil, err
+	}
+
+	for _, a := range agents {
+		r.Agents = append(r.Agents, *a)
+	}
+	sort.Slice(r.Agents, func(i, j int) bool { return r.Agents[i].AgentID < r.Agents[j].AgentID })
+	return r, nil
+}
+
+// figures returns the team's figures for [from, to); each calls back with
+// the per-agent (g=3) and per tier and class (g=4) rows.
+func (b *Builder) figures(ctx context.Context, team string, from, to time.Time, each func(g uint8, agent string, tier uint8, class string, f Figures)) (Figures, error) {
+	q := b.sql(`WITH ` + traceCTE + `
+		SELECT toUInt8(grouping(agent, itier, class)) AS g, agent, itier, class,
+			count(), countIf(decision = 'allow'), countIf(decision = 'require_approval'), countIf(decision = 'deny'),
+			countIf(approval = 'granted'), countIf(approval = 'rejected'), countIf(approval = 'expired'),
+			countIf(decision = 'require_approval' AND approval = ''),
+			countIf(result IN ('success', 'failure', 'error')), countIf(result IN ('failure', 'error')),
+			quantileExactIf(0.5)(toFloat64(dateDiff('millisecond', decided_at, approved_at)) / 1000,
+				approval = 'granted' AND decision = 'require_approval')
+		FROM t
+		GROUP BY GROUPING SETS ((agent), (itier, class), ())
+		ORDER BY g, agent, itier, class`)
+	rows, err := b.conn.Query(ctx, q, traceArgs(team, from, to)...)
+	if err != nil {
+		return Figures{}, fmt.Errorf("reports: figures of %s: %w", team, err)
+	}
+	defer rows.Close()
+	var total Figures
+	for rows.Next() {
+		var g, tier uint8
+		var agent, class string
+		var n [10]uint64
+		var median float64
+		if err := rows.Scan(&g, &agent, &tier, &class, &n[0], &n[1], &n[2], &n[3], &n[4], &n[5], &n[6], &n[7], &n[8], &n[9], &median); err != nil {
+			return Figures{}, fmt.Errorf("reports: figures of %s: %w", team, err)
+		}
+		f := Figures{Actions: int(n[0]), Allowed: int(n[1]), Escalated: int(n[2]), Denied: int(n[3]),
+			Granted: int(n[4]), Rejected: int(n[5]), Expired: int(n[6]), Pending: int(n[7]), Executed: int(n[8]), Failed: int(n[9])}
+		if !math.IsNaN(median) {
+			m := math.Round(median*10) / 10
+			f.MedianApproveSeconds = &m
+		}
+		f.ratios()
+		if g == 7 {
+			total = f
+		} else if each != nil {
+			each(g, agent, tier, class, f)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return Figures{}, fmt.Errorf("reports: figures of %s: %w", team, err)
+	}
+	return total, nil
+}
+
+// ratios fills the autonomy figures from the counts.
+func (f *Figures) ratios() {
+	decided := f.Allowed + f.Escalated + f.Denied
+	f.AutoApproved = ratio(f.Allowed, decided)
+	f.EscalatedPct = ratio(f.Escalated, decided)
+	f.DenialRate = ratio(f.Denied, decided)
+	f.OverrideRate = ratio(f.Rejected, f.Granted+f.Rejected)
+	f.FailureRate = ratio(f.Failed, f.Executed)
+}
+
+func ratio(n, d int) *float64 {
+	if d == 0 {
+		return nil
+	}
+	v := math.Round(float64(n)/float64(d)*10000) / 10000
+	return &v
+}
+
+type denialKey struct {
+	agent, tool, action, policy, reason string
+	n                                   int
+}
+
+func (b *Builder) denials(ctx context.Context, team string, from, to time.Time) ([]denialKey, error) {
+	rows, err := b.conn.Query(ctx, b.sql(`WITH `+traceCTE+`
+		SELECT agent, itool, iaction, policy, why, count() FROM t WHERE decision = 'deny'
+		GROUP BY agent, itool, iaction, policy, why ORDER BY agent, itool, iaction, policy, why`), traceArgs(team, from, to)...)
+	if err != nil {
+		return nil, fmt.Errorf("reports: denials of %s: %w", team, err)
+	}
+	defer rows.Close()
+	var out []denialKey
+	for rows.Next() {
+		var d denialKey
+		var n uint64
+		if err := rows.Scan(&d.agent, &d.tool, &d.action, &d.policy, &d.reason, &n); err != nil {
+			return nil, fmt.Errorf("reports: denials of %s: %w", team, err)
+		}
+		d.n = int(n)
+		out = append(out, d)
+	}
+	return out, rows.Err()
+}
+
+// topDenials sums denials by policy and reason, most frequent first.
+func topDenials(ds []denialKey, n int) []DenialRow {
+	sum := map[[2]string]int{}
+	for _, d := range ds {
+		sum[[2]string{d.policy, d.reason}] += d.n
+	}
+	out := []DenialRow{}
+	for k, c := range sum {
+		out = append(out, DenialRow{PolicyID: k[0], Reason: k[1], Count: c})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Count != out[j].Count {
+			return out[i].Count > out[j].Count
+		}
+		if out[i].PolicyID != out[j].PolicyID {
+			return out[i].PolicyID < out[j].PolicyID
+		}
+		return out[i].Reason < out[j].Reason
+	})
+	if len(out) > n {
+		out = out[:n]
+	}
+	return out
+}
+
+// permissions compares the week (and the lookback window) with the
+// registry's grants as they were in force at each instant.
+func (b *Builder) permissions(ctx context.Context, r *Weekly, team string, from, to time.Time, denials []denialKey, agent func(string) *AgentEntry) error {
+	p := &r.Permissions
+	p.LookbackDays = b.cfg.UnusedLookbackDays
+	p.LookbackFrom = to.AddDate(0, 0, -b.cfg.UnusedLookbackDays)
+	p.Unused, p.TooNew, p.Repeated, p.Ungranted = []GrantFinding{}, []GrantFinding{}, []RepeatedDenial{}, []Ungranted{}
+
+	var version uint32
+	var applied time.Time
+	if err := b.conn.QueryRow(ctx, `SELECT toUInt32(max(version)), max(applied_at) FROM `+b.db+`.registry_versions
+		WHERE effective_at < ?`, ts(to)).Scan(&version, &applied); err != nil {
+		return fmt.Errorf("reports: read registry version: %w", err)
+	}
+	end := to.Add(-time.Millisecond) // the week's last instant
+	regAgents, err := registry.AgentsAt(ctx, b.conn, b.db, team, end)
+	if err != nil {
+		return err
+	}
+	for _, a := range regAgents {
+		e := agent(a.ID)
+		e.Owner, e.Registered = a.Owner, true
+	}
+	r.Registry = RegistryInfo{Loaded: version > 0, Version: int(version), Agents: len(regAgents)}
+	if version > 0 {
+		r.Registry.Applied = applied.UTC()
+	}
+
+	// Repeated denials need no registry to be found; the assessment does.
+	repeated := map[[3]string]*RepeatedDenial{}
+	var keys [][3]string
+	for _, d := range denials {
+		k := [3]string{d.agent, d.tool, d.action}
+		rd, ok := repeated[k]
+		if !ok {
+			rd = &RepeatedDenial{AgentID: d.agent, Tool: d.tool, Action: d.action}
+			repeated[k] = rd
+			keys = append(keys, k)
+		}
+		rd.Denials += d.n
+		rd.Reasons = append(rd.Reasons, DenialRow{PolicyID: d.policy, Reason: d.reason, Count: d.n})
+	}
+
+	grants, err := registry.Grants(ctx, b.conn, b.db, team, p.LookbackFrom, to)
+	if err != nil {
+		return err
+	}
+	heldInWeek := map[[3]string]bool{}
+	for _, g := range grants {
+		if g.ValidFrom.Before(to) && g.ValidTo.After(from) {
+			heldInWeek[[3]string{g.AgentID, g.Tool, g.Action}] = true
+		}
+		if g.ValidFrom.Before(to) && g.ValidTo.After(end) {
+			r.Registry.Grants++
+		}
+	}
+	for _, k := range keys {
+		rd := repeated[k]
+		if rd.Denials < b.cfg.RepeatedDenials {
+			continue
+		}
+		switch {
+		case !r.Registry.Loaded:
+			rd.Assessment = "unknown (no registry loaded)"
+		case heldInWeek[k]:
+			rd.Assessment = "under-scoped: the agent holds a grant for this action; widen it or fix the agent"
+		default:
+			rd.Assessment = "probing: the agent holds no grant for this action"
+		}
+		sort.Slice(rd.Reasons, func(i, j int) bool {
+			if rd.Reasons[i].Count != rd.Reasons[j].Count {
+				return rd.Reasons[i].Count > rd.Reasons[j].Count
+			}
+			return rd.Reasons[i].Reason < rd.Reasons[j].Reason
+		})
+		if len(rd.Reasons) > 3 {
+			rd.Reasons = rd.Reasons[:3]
+		}
+		p.Repeated = append(p.Repeated, *rd)
+		agent(rd.AgentID).Repeated++
+	}
+	sort.Slice(p.Repeated, func(i, j int) bool {
+		a, c := p.Repeated[i], p.Repeated[j]
+		if a.Denials != c.Denials {
+			return a.Denials > c.Denials
+		}
+		return a.AgentID+a.Tool+a.Action < c.AgentID+c.Tool+c.Action
+	})
+	if !r.Registry.Loaded {
+		return nil
+	}
+
+	// Uses of each grant row inside its own validity and the lookback
+	// window: an intent of the agent, tool and action whose target matches
+	// the resource pattern.
+	uses := map[string]uint64{}
+	rows, err := b.conn.Query(ctx, `SELECT g.grant_key, g.valid_from,
+			countIf(i.event_time >= g.valid_from AND i.event_time < g.valid_to AND like(i.target, g.resource_like))
+		FROM (SELECT grant_key, agent_id, tool, action, resource_like, valid_from, valid_to
+			FROM `+b.db+`.registry_grants FINAL WHERE team = ? AND valid_from < ? AND valid_to > ?) AS g
+		LEFT JOIN (SELECT toString(agent_id) AS agent_id, toString(tool) AS tool, toString(action) AS action, target, event_time
+			FROM `+b.db+`.v_events WHERE team = ? AND event_type = 'intent' AND event_time >= ? AND event_time < ?) AS i
+		ON i.agent_id = g.agent_id AND i.tool = g.tool AND i.action = g.action
+		GROUP BY g.grant_key, g.valid_from`,
+		team, ts(to), ts(p.LookbackFrom), team, ts(p.LookbackFrom), ts(to))
+	if err != nil {
+		return fmt.Errorf("reports: grant use of %s: %w", team, err)
+	}
+	for rows.Next() {
+		var key string
+		var vf time.Time
+		var n uint64
+		if err := rows.Scan(&key, &vf, &n); err != nil {
+			rows.Close()
+			return fmt.Errorf("reports: grant use of %s: %w", team, err)
+		}
+		uses[key+vf.UTC().Format(time.RFC3339Nano)] = n
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("reports: grant use of %s: %w", team, err)
+	}
+	for _, g := range grants {
+		if !g.ValidTo.After(end) {
+			continue // revoked by the week's end: nothing to propose
+		}
+		if uses[g.Key+g.ValidFrom.UTC().Format(time.RFC3339Nano)] > 0 {
+			continue
+		}
+		f := GrantFinding{AgentID: g.AgentID, Tool: g.Tool, Action: g.Action, Resource: g.Resource, Tier: g.Tier,
+			Since: g.ValidFrom.UTC(), Version: g.Version}
+		if g.ValidFrom.After(p.LookbackFrom) {
+			f.Proposal = fmt.Sprintf("granted %s, unused so far; judge after %s", g.ValidFrom.In(r.From.Location()).Format("2006-01-02"),
+				g.ValidFrom.AddDate(0, 0, b.cfg.UnusedLookbackDays).In(r.From.Location()).Format("2006-01-02"))
+			p.TooNew = append(p.TooNew, f)
+			continue
+		}
+		f.Proposal = fmt.Sprintf("revoke: unused for %d days", b.cfg.UnusedLookbackDays)
+		p.Unused = append(p.Unused, f)
+		agent(g.AgentID).Unused++
+	}
+
+	// Actions with no grant in force at the intent's time.
+	rows, err = b.conn.Query(ctx, b.sql(`WITH `+traceCTE+`
+		SELECT agent, itool, iaction, count(), countIf(decision = 'deny'), countIf(result IN ('success', 'failure', 'error')),
+			min(itarget), min(trace_id)
+		FROM (
+			SELECT t.trace_id AS trace_id, t.agent AS agent, t.itool AS itool, t.iaction AS iaction, any(t.itarget) AS itarget,
+				any(t.decision) AS decision, any(t.result) AS result,
+				max(g.valid_from <= t.intent_time AND t.intent_time < g.valid_to AND like(t.itarget, g.resource_like)) AS covered
+			FROM t LEFT JOIN (SELECT agent_id, tool, action, resource_like, valid_from, valid_to
+				FROM {db}.registry_grants FINAL WHERE team = ? AND valid_from < ? AND valid_to > ?) AS g
+			ON g.agent_id = t.agent AND g.tool = t.itool AND g.action = t.iaction
+			GROUP BY t.trace_id, t.agent, t.itool, t.iaction)
+		WHERE covered = 0
+		GROUP BY agent, itool, iaction ORDER BY count() DESC, agent, itool, iaction`),
+		append(traceArgs(team, from, to), team, ts(to), ts(from))...)
+	if err != nil {
+		return fmt.Errorf("reports: ungranted actions of %s: %w", team, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var u Ungranted
+		var n, denied, executed uint64
+		if err := rows.Scan(&u.AgentID, &u.Tool, &u.Action, &n, &denied, &executed, &u.ExampleTarget, &u.ExampleTrace); err != nil {
+			return fmt.Errorf("reports: ungranted actions of %s: %w", team, err)
+		}
+		u.Attempts, u.Denied, u.Executed = int(n), int(denied), int(executed)
+		p.Ungranted = append(p.Ungranted, u)
+		agent(u.AgentID).Ungranted += u.Attempts
+	}
+	return rows.Err()
+}
+
+// tableExists reports whether db.name exists (the violations and alerts
+// tables belong to other stages and may not be there).
+func (b *Builder) tableExists(ctx context.Context, name string) (bool, error) {
+	var n uint64
+	if err := b.conn.QueryRow(ctx, `SELECT count() FROM system.tables WHERE database = ? AND name = ?`, b.db, name).Scan(&n); err != nil {
+		return false, fmt.Errorf("reports: look up table %s: %w", name, err)
+	}
+	return n > 0, nil
+}
+
+// TraceCommand is the command line that shows a trace's timeline.
+func TraceCommand(traceID string) string { return "agentrail trace " + traceID }
+
+func (b *Builder) violations(ctx context.Context, r *Weekly, team string, from, to, pfrom, pto time.Time, agent func(string) *AgentEntry) error {
+	r.Violations.Items = []Violation{}
+	ok, err := b.tableExists(ctx, "violations")
+	if err != nil || !ok {
+		r.Violations.Note = "no violations table in this database: governance violations are not detected here yet"
+		return err
+	}
+	r.Violations.Available = true
+	count := func(from, to time.Time) (int, map[string]int, error) {
+		rows, err := b.conn.Query(ctx, `SELECT toString(agent_id), count() FROM `+b.db+`.violations FINAL
+			WHERE team = ? AND event_time >= ? AND event_time < ? GROUP BY agent_id`, team, ts(from), ts(to))
+		if err != nil {
+			return 0, nil, fmt.Errorf("reports: count violations: %w", err)
+		}
+		defer rows.Close()
+		total, per := 0, map[string]int{}
+		for rows.Next() {
+			var a string
+			var n uint64
+			if err := rows.Scan(&a, &n); err != nil {
+				return 0, nil, fmt.Errorf("reports: count violations: %w", err)
+			}
+			total += int(n)
+			per[a] = int(n)
+		}
+		return total, per, rows.Err()
+	}
+	total, per, err := count(from, to)
+	if err != nil {
+		return err
+	}
+	r.Violations.Total, r.Figures.Violations = total, total
+	for a, n := range per {
+		agent(a).Figures.Violations = n
+	}
+	if r.Previous.Violations, _, err = count(pfrom, pto); err != nil {
+		return err
+	}
+	rows, err := b.conn.Query(ctx, `SELECT violation_id, toString(kind), toString(severity), toString(agent_id), trace_id,
+			toDateTime64(event_time, 6, 'UTC'), explanation
+		FROM `+b.db+`.violations FINAL WHERE team = ? AND event_time >= ? AND event_time < ?
+		ORDER BY event_time, violation_id LIMIT ?`, team, ts(from), ts(to), b.cfg.MaxFindings)
+	if err != nil {
+		return fmt.Errorf("reports: read violations: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var v Violation
+		if err := rows.Scan(&v.ID, &v.Kind, &v.Severity, &v.AgentID, &v.TraceID, &v.EventTime, &v.Explanation); err != nil {
+			return fmt.Errorf("reports: read violations: %w", err)
+		}
+		v.EventTime = v.EventTime.UTC()
+		v.TraceCmd = TraceCommand(v.TraceID)
+		r.Violations.Items = append(r.Violations.Items, v)
+	}
+	return rows.Err()
+}
+
+func (b *Builder) alerts(ctx context.Context, r *Weekly, team string, from, to, pfrom, pto time.Time, agent func(string) *AgentEntry) error {
+	r.Alerts.Items = []Alert{}
+	ok, err := b.tableExists(ctx, "alerts")
+	if err != nil || !ok {
+		r.Alerts.Note = "no alerts table in this database: anomaly rules are not running here yet"
+		return err
+	}
+	r.Alerts.Available = true
+	count := func(from, to time.Time) (int, map[string]int, error) {
+		rows, err := b.conn.Query(ctx, `SELECT toString(agent_id), count() FROM `+b.db+`.alerts FINAL
+			WHERE team = ? AND raised_at >= ? AND raised_at < ? GROUP BY agent_id`, team, ts(from), ts(to))
+		if err != nil {
+			return 0, nil, fmt.Errorf("reports: count alerts: %w", err)
+		}
+		defer rows.Close()
+		total, per := 0, map[string]int{}
+		for rows.Next() {
+			var a string
+			var n uint64
+			if err := rows.Scan(&a, &n); err != nil {
+				return 0, nil, fmt.Errorf("reports: count alerts: %w", err)
+			}
+			total += int(n)
+			per[a] = int(n)
+		}
+		return total, per, rows.Err()
+	}
+	total, per, err := count(from, to)
+	if err != nil {
+		return err
+	}
+	r.Alerts.Total, r.Figures.Alerts = total, total
+	for a, n := range per {
+		if a != "" {
+			agent(a).Figures.Alerts = n
+		}
+	}
+	if r.Previous.Alerts, _, err = count(pfrom, pto); err != nil {
+		return err
+	}
+	rows, err := b.conn.Query(ctx, `SELECT alert_id, toString(rule), toString(kind), toString(severity), toString(agent_id),
+			toDateTime64(window_start, 6, 'UTC'), toDateTime64(window_end, 6, 'UTC'),
+			toFloat64OrZero(toString(observed)), toFloat64OrZero(toString(threshold)),
+			arraySlice(arrayMap(x -> toString(x), event_ids), 1, 3), toDateTime64(raised_at, 6, 'UTC')
+		FROM `+b.db+`.alerts FINAL WHERE team = ? AND raised_at >= ? AND raised_at < ?
+		ORDER BY raised_at, alert_id LIMIT ?`, team, ts(from), ts(to), b.cfg.MaxFindings)
+	if err != nil {
+		return fmt.Errorf("reports: read alerts: %w", err)
+	}
+	var events []string
+	for rows.Next() {
+		var a Alert
+		var ids []string
+		if err := rows.Scan(&a.ID, &a.Rule, &a.Kind, &a.Severity, &a.AgentID, &a.WindowStart, &a.WindowEnd,
+			&a.Observed, &a.Threshold, &ids, &a.RaisedAt); err != nil {
+			rows.Close()
+			return fmt.Errorf("reports: read alerts: %w", err)
+		}
+		a.WindowStart, a.WindowEnd, a.RaisedAt = a.WindowStart.UTC(), a.WindowEnd.UTC(), a.RaisedAt.UTC()
+		a.Traces, a.TraceCmds = ids, []string{} // event ids, resolved below
+		events = append(events, ids...)
+		r.Alerts.Items = append(r.Alerts.Items, a)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("reports: read alerts: %w", err)
+	}
+	// Resolve each alert's first events to their traces.
+	traceOf := map[string]string{}
+	if len(events) > 0 {
+		rows, err := b.conn.Query(ctx, `SELECT event_id, any(trace_id) FROM `+b.db+`.events
+			WHERE team = ? AND has(?, event_id) GROUP BY event_id`, team, events)
+		if err != nil {
+			return fmt.Errorf("reports: resolve alert events: %w", err)
+		}
+		for rows.Next() {
+			var e, tr string
+			if err := rows.Scan(&e, &tr); err != nil {
+				rows.Close()
+				return fmt.Errorf("reports: resolve alert events: %w", err)
+			}
+			traceOf[e] = tr
+		}
+		rows.Close()
+	}
+	for i := range r.Alerts.Items {
+		a := &r.Alerts.Items[i]
+		var traces []string
+		seen := map[string]bool{}
+		for _, e := range a.Traces {
+			if tr := traceOf[e]; tr != "" && !seen[tr] {
+				seen[tr] = true
+				traces = append(traces, tr)
+				a.TraceCmds = append(a.TraceCmds, TraceCommand(tr))
+			}
+		}
+		if traces == nil {
+			traces = []string{}
+		}
+		a.Traces = traces
+	}
+	return nil
+}
+
+// daily counts actions and denials per local day and tier, zeros included.
+func (b *Builder) daily(ctx context.Context, team string, week Week, loc *time.Location) ([]DailyRow, error) {
+	from, to := week.Bounds(loc)
+	rows, err := b.conn.Query(ctx, b.sql(`WITH `+traceCTE+`
+		SELECT toString(toDate(intent_time, ?)) AS day, itier, count(), countIf(decision = 'deny')
+		FROM t GROUP BY day, itier`), append(traceArgs(team, from, to), loc.String())...)
+	if err != nil {
+		return nil, fmt.Errorf("reports: daily counts of %s: %w", team, err)
+	}
+	defer rows.Close()
+	got := map[string][2]int{}
+	for rows.Next() {
+		var day string
+		var tier uint8
+		var n, d uint64
+		if err := rows.Scan(&day, &tier, &n, &d); err != nil {
+			return nil, fmt.Errorf("reports: daily counts of %s: %w", team, err)
+		}
+		got[fmt.Sprintf("%s/%d", day, tier)] = [2]int{int(n), int(d)}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("reports: daily counts of %s: %w", team, err)
+	}
+	var out []DailyRow
+	for _, d := range week.Days(loc) {
+		for tier := 1; tier <= 3; tier++ {
+			day := d.Format("2006-01-02")
+			c := got[fmt.Sprintf("%s/%d", day, tier)]
+			out = append(out, DailyRow{Date: day, Tier: tier, Actions: c[0], Denials: c[1]})
+		}
+	}
+	return out, nil
+}
+
+// retentionSummary reports the retention runs finished in the week and the
+// holds in force at its end that touch the team.
+func (b *Builder) retentionSummary(ctx context.Context, team string, from, to time.Time) (Retention, error) {
+	rc := b.cfg.Retention
+	out := Retention{Policy: rc.Policy(), Tiers: []RetentionTier{}, ActiveHolds: []HoldEntry{}}
+	var runs, failed uint64
+	var last time.Time
+	var lastStatus, lastPolicy string
+	if err := b.conn.QueryRow(ctx, `SELECT count(), countIf(status = 'failed'), max(assumeNotNull(finished_at)), argMax(status, assumeNotNull(finished_at)), argMax(policy, assumeNotNull(finished_at))
+		FROM `+b.db+`.retention_runs FINAL WHERE revision = 2 AND finished_at >= ? AND finished_at < ?`, ts(from), ts(to)).
+		Scan(&runs, &failed, &last, &lastStatus, &lastPolicy); err != nil {
+		return out, fmt.Errorf("reports: read retention runs: %w", err)
+	}
+	out.Runs, out.FailedRuns = int(runs), int(failed)
+	if runs > 0 {
+		out.LastRun, out.LastStatus = last.UTC(), lastStatus
+		if lastPolicy != "" {
+			out.Policy = lastPolicy
+		}
+	}
+	tiers := map[uint8]*RetentionTier{}
+	for tier := 1; tier <= 3; tier++ {
+		tiers[uint8(tier)] = &RetentionTier{Tier: tier, KeptFor: rc.Age(tier).String()}
+	}
+	rows, err := b.conn.Query(ctx, `SELECT tier, sum(rows_deleted), sum(deleted_by_team[?]), sum(rows_stripped), sum(rows_held),
+			min(range_start), max(range_end)
+		FROM `+b.db+`.retention_actions FINAL
+		WHERE status = 'done' AND run_id IN (SELECT run_id FROM `+b.db+`.retention_runs FINAL
+			WHERE revision = 2 AND finished_at >= ? AND finished_at < ?)
+		GROUP BY tier`, team, ts(from), ts(to))
+	if err != nil {
+		return out, fmt.Errorf("reports: read retention actions: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var tier uint8
+		var rt RetentionTier
+		if err := rows.Scan(&tier, &rt.Deleted, &rt.DeletedTeam, &rt.Stripped, &rt.Held, &rt.From, &rt.To); err != nil {
+			return out, fmt.Errorf("reports: read retention actions: %w", err)
+		}
+		if t, ok := tiers[tier]; ok {
+			t.Deleted, t.DeletedTeam, t.Stripped, t.Held, t.From, t.To = rt.Deleted, rt.DeletedTeam, rt.Stripped, rt.Held, rt.From.UTC(), rt.To.UTC()
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return out, fmt.Errorf("reports: read retention actions: %w", err)
+	}
+	for tier := 1; tier <= 3; tier++ {
+		out.Tiers = append(out.Tiers, *tiers[uint8(tier)])
+	}
+
+	holds, err := retention.ActiveHolds(ctx, b.conn, b.db, to.Add(-time.Millisecond))
+	if err != nil {
+		return out, err
+	}
+	var traceHolds []string
+	for _, h := range holds {
+		if h.Scope == retention.ScopeTrace {
+			traceHolds = append(traceHolds, h.Value)
+		}
+	}
+	teamTraces := map[string]bool{}
+	agentsOfTeam := map[string]bool{}
+	if len(traceHolds) > 0 {
+		rows, err := b.conn.Query(ctx, `SELECT DISTINCT trace_id FROM `+b.db+`.events WHERE team = ? AND has(?, trace_id)`, team, traceHolds)
+		if err != nil {
+			return out, fmt.Errorf("reports: match trace holds: %w", err)
+		}
+		for rows.Next() {
+			var tr string
+			if err := rows.Scan(&tr); err != nil {
+				rows.Close()
+				return out, fmt.Errorf("reports: match trace holds: %w", err)
+			}
+			teamTraces[tr] = true
+		}
+		rows.Close()
+	}
+	regAgents, err := registry.AgentsAt(ctx, b.conn, b.db, team, to.Add(-time.Millisecond))
+	if err != nil {
+		return out, err
+	}
+	for _, a := range regAgents {
+		agentsOfTeam[a.ID] = true
+	}
+	rowsA, err := b.conn.Query(ctx, `SELECT DISTINCT toString(agent_id) FROM `+b.db+`.events WHERE team = ? AND event_time >= ? AND event_time < ?`,
+		team, ts(from), ts(to))
+	if err != nil {
+		return out, fmt.Errorf("reports: list agents: %w", err)
+	}
+	for rowsA.Next() {
+		var a string
+		if err := rowsA.Scan(&a); err != nil {
+			rowsA.Close()
+			return out, fmt.Errorf("reports: list agents: %w", err)
+		}
+		agentsOfTeam[a] = true
+	}
+	rowsA.Close()
+	for _, h := range holds {
+		if (h.Scope == retention.ScopeTeam && h.Value == team) || (h.Scope == retention.ScopeAgent && agentsOfTeam[h.Value]) ||
+			(h.Scope == retention.ScopeTrace && teamTraces[h.Value]) {
+			out.ActiveHolds = append(out.ActiveHolds, HoldEntry{ID: h.ID, Scope: h.Scope, Value: h.Value, Reason: h.Reason,
+				SetBy: h.SetBy, SetAt: h.SetAt.UTC()})
+		}
+	}
+	return out, nil
+}
+
+// changes compares the main figures with the previous week.
+func changes(prev, cur Figures) []Change {
+	n := func(v int) *float64 { f := float64(v); return &f }
+	rows := []struct {
+		name      string
+		prev, cur *float64
+	}{
+		{"actions", n(prev.Actions), n(cur.Actions)},
+		{"denied", n(prev.Denied), n(cur.Denied)},
+		{"escalated", n(prev.Escalated), n(cur.Escalated)},
+		{"auto_approved_share", prev.AutoApproved, cur.AutoApproved},
+		{"escalated_share", prev.EscalatedPct, cur.EscalatedPct},
+		{"denial_rate", prev.DenialRate, cur.DenialRate},
+		{"human_override_rate", prev.OverrideRate, cur.OverrideRate},
+		{"tool_failure_rate", prev.FailureRate, cur.FailureRate},
+		{"median_approve_seconds", prev.MedianApproveSeconds, cur.MedianApproveSeconds},
+		{"violations", n(prev.Violations), n(cur.Violations)},
+		{"alerts", n(prev.Alerts), n(cur.Alerts)},
+	}
+	out := make([]Change, 0, len(rows))
+	for _, r := range rows {
+		c := Change{Metric: r.name, Previous: r.prev, Current: r.cur}
+		if r.prev != nil && r.cur != nil {
+			d := math.Round((*r.cur-*r.prev)*10000) / 10000
+			c.Delta = &d
+		}
+		out = append(out, c)
+	}
+	return out
+}

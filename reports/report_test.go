@@ -1,0 +1,292 @@
+package reports
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"image/png"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata/golden")
+
+func golden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	path := filepath.Join("testdata", "golden", name)
+	if *update {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -update to create it)", err)
+	}
+	if !bytes.Equal(got, want) {
+		gl, wl := strings.Split(string(got), "\n"), strings.Split(string(want), "\n")
+		for i := 0; i < len(gl) || i < len(wl); i++ {
+			var g, w string
+			if i < len(gl) {
+				g = gl[i]
+			}
+			if i < len(wl) {
+				w = wl[i]
+			}
+			if g != w {
+				t.Fatalf("%s differs from the golden file at line %d:\n got: %s\nwant: %s\n(run go test -update if the change is intended)", name, i+1, g, w)
+			}
+		}
+	}
+}
+
+func TestWeekBounds(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		week     string
+		zone     string
+		from, to string
+		hours    float64
+	}{
+		{"berlin in winter", "2026-W47", "Europe/Berlin", "2026-11-15T23:00:00Z", "2026-11-22T23:00:00Z", 168},
+		{"utc", "2026-W47", "UTC", "2026-11-16T00:00:00Z", "2026-11-23T00:00:00Z", 168},
+		{"new york", "2026-W47", "America/New_York", "2026-11-16T05:00:00Z", "2026-11-23T05:00:00Z", 168},
+		{"tokyo", "2026-W47", "Asia/Tokyo", "2026-11-15T15:00:00Z", "2026-11-22T15:00:00Z", 168},
+		{"berlin spring forward", "2026-W13", "Europe/Berlin", "2026-03-22T23:00:00Z", "2026-03-29T22:00:00Z", 167},
+		{"week 1 starts in the year before", "2026-W01", "UTC", "2025-12-29T00:00:00Z", "2026-01-05T00:00:00Z", 168},
+		{"week 53", "2026-W53", "UTC", "2026-12-28T00:00:00Z", "2027-01-04T00:00:00Z", 168},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w, err := ParseWeek(tc.week)
+			if err != nil {
+				t.Fatal(err)
+			}
+			from, to := w.Bounds(mustZone(tc.zone))
+			if !from.Equal(at(tc.from)) || !to.Equal(at(tc.to)) {
+				t.Fatalf("%s in %s = [%s, %s), want [%s, %s)", tc.week, tc.zone, from.UTC(), to.UTC(), tc.from, tc.to)
+			}
+			if h := to.Sub(from).Hours(); h != tc.hours {
+				t.Fatalf("%s in %s lasts %vh, want %v", tc.week, tc.zone, h, tc.hours)
+			}
+			if got := WeekOf(from, mustZone(tc.zone)); got != w {
+				t.Fatalf("WeekOf(first instant) = %s", got)
+			}
+			if got := WeekOf(to.Add(-time.Nanosecond), mustZone(tc.zone)); got != w {
+				t.Fatalf("WeekOf(last instant) = %s", got)
+			}
+		})
+	}
+	for _, bad := range []string{"2025-W53", "2026-W00", "2026-47", "26-W47", "2026-W54"} {
+		if _, err := ParseWeek(bad); err == nil {
+			t.Errorf("ParseWeek(%q): no error", bad)
+		}
+	}
+	// A schedule firing at Monday 00:30 in Berlin is still Sunday in UTC:
+	// the week that just ended there is W47, though in UTC W47 still runs.
+	fire := at("2026-11-22T23:30:00Z")
+	if got := LastComplete(fire, berlin); got != w47 {
+		t.Errorf("LastComplete in Berlin = %s, want 2026-W47", got)
+	}
+	if got := LastComplete(fire, time.UTC); got != (Week{2026, 46}) {
+		t.Errorf("LastComplete in UTC = %s, want 2026-W46", got)
+	}
+	if got := (Week{2026, 1}).Prev(); got != (Week{2025, 52}) {
+		t.Errorf("2026-W01.Prev() = %s", got)
+	}
+}
+
+func TestWeeklyReportGolden(t *testing.T) {
+	ctx := context.Background()
+	conn, db := loadFixture(t)
+	b := NewBuilder(testConfig(), conn, db, func() time.Time { return reportAt })
+	team, err := b.Team(ctx, "finance")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if team.Location.String() != "Europe/Berlin" || len(team.Recipients) != 2 {
+		t.Fatalf("team from the registry: %+v", team)
+	}
+	r, err := b.Build(ctx, team, w47)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Facts the golden files also pin, stated here so a wrong -update
+	// cannot bless them.
+	if r.Figures.Actions != 19 {
+		t.Errorf("actions = %d, want 19 (both Berlin week boundaries, not the W48 one, not support's)", r.Figures.Actions)
+	}
+	byDay := map[string]int{}
+	for _, d := range r.Daily {
+		byDay[d.Date] += d.Actions
+	}
+	if byDay["2026-11-16"] != 3 || byDay["2026-11-22"] != 1 || len(byDay) != 7 {
+		t.Errorf("daily actions by Berlin date: %v", byDay)
+	}
+	var unused, tooNew []string
+	for _, g := range r.Permissions.Unused {
+		unused = append(unused, g.AgentID+" "+g.Tool+"."+g.Action)
+	}
+	for _, g := range r.Permissions.TooNew {
+		tooNew = append(tooNew, g.AgentID+" "+g.Tool+"."+g.Action)
+	}
+	if strings.Join(unused, ",") != inv+" payments.transfer" {
+		t.Errorf("unused grants %v, want only the invoice bot's payments.transfer (its October use is outside the look-back)", unused)
+	}
+	if strings.Join(tooNew, ",") != ref+" payments.transfer" {
+		t.Errorf("too-new grants %v, want the refund agent's transfer granted mid-week", tooNew)
+	}
+	rep := map[string]string{}
+	for _, d := range r.Permissions.Repeated {
+		rep[d.AgentID+" "+d.Tool+"."+d.Action] = d.Assessment
+	}
+	if !strings.HasPrefix(rep[inv+" invoices.send"], "under-scoped") || !strings.HasPrefix(rep[clrk+" payments.transfer"], "probing") || len(rep) != 2 {
+		t.Errorf("repeatedly denied: %v", rep)
+	}
+	ung := map[string]int{}
+	for _, u := range r.Permissions.Ungranted {
+		ung[u.AgentID+" "+u.Tool+"."+u.Action] = u.Attempts
+	}
+	want := map[string]int{inv + " ledger.read_balance": 1, ref + " invoices.send": 1, clrk + " payments.transfer": 3}
+	if len(ung) != len(want) || ung[inv+" ledger.read_balance"] != 1 || ung[ref+" invoices.send"] != 1 || ung[clrk+" payments.transfer"] != 3 {
+		t.Errorf("ungranted: %v, want %v (the AR account, the send after its revocation, the unregistered clerk)", ung, want)
+	}
+	f := r.Figures
+	if f.Granted != 3 || f.Rejected != 1 || f.Expired != 1 || f.MedianApproveSeconds == nil || *f.MedianApproveSeconds != 1200 {
+		t.Errorf("approvals: %+v (median %v)", f, f.MedianApproveSeconds)
+	}
+	if f.OverrideRate == nil || *f.OverrideRate != 0.25 || r.Violations.Total != 1 || r.Alerts.Total != 1 || r.Previous.Violations != 1 {
+		t.Errorf("override %v, violations %d (previous %d), alerts %d", f.OverrideRate, r.Violations.Total, r.Previous.Violations, r.Alerts.Total)
+	}
+	if len(r.Alerts.Items) != 1 || len(r.Alerts.Items[0].Traces) != 3 {
+		t.Errorf("alert traces: %+v", r.Alerts.Items)
+	}
+	rt := r.Retention.Tiers[0]
+	if r.Retention.Runs != 1 || rt.Deleted != 6 || rt.DeletedTeam != 3 || rt.Held != 3 || len(r.Retention.ActiveHolds) != 1 {
+		t.Errorf("retention: runs %d, tier 1 %+v, holds %v", r.Retention.Runs, rt, r.Retention.ActiveHolds)
+	}
+
+	js, err := JSON(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "finance-2026-W47.json", js)
+	cs, err := CSV(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "finance-2026-W47.csv", cs)
+	html, err := HTML(r, "cid:chart.finance.2026-W47@acme.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "finance-2026-W47.html", html)
+	golden(t, "finance-2026-W47.txt", Text(r))
+
+	// The chart: a 720x300 PNG, the same bytes each time.
+	p1, err := Chart(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p2, _ := Chart(r)
+	img, err := png.Decode(bytes.NewReader(p1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sz := img.Bounds().Size(); sz.X != 720 || sz.Y != 300 || !bytes.Equal(p1, p2) {
+		t.Errorf("chart %v, deterministic %v", sz, bytes.Equal(p1, p2))
+	}
+
+	// The files the demo and `agentrail report weekly` write.
+	dir := t.TempDir()
+	paths, err := b.Write(ctx, "2026-W47", "", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, p := range paths {
+		names = append(names, filepath.Base(p))
+	}
+	if got := strings.Join(names, " "); !strings.Contains(got, "agentrail-report-finance-2026-W47.html") ||
+		!strings.Contains(got, "agentrail-report-support-2026-W47.csv") || !strings.Contains(got, "agentrail-report-legal-2026-W47.json") {
+		t.Errorf("written: %s", got)
+	}
+	onDisk, err := os.ReadFile(filepath.Join(dir, "agentrail-report-finance-2026-W47.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(onDisk, js) {
+		t.Error("the JSON written to disk differs from the one built directly")
+	}
+
+	// What the demo calls: the HTML first, pointing at the chart beside it.
+	demo, err := WriteWeekly(ctx, conn, db, "2026-W47", "finance", filepath.Join(dir, "demo"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(demo) != 4 || filepath.Ext(demo[0]) != ".html" {
+		t.Fatalf("WriteWeekly paths %v", demo)
+	}
+	page, err := os.ReadFile(demo[0])
+	if err != nil || !bytes.Contains(page, []byte(`src="agentrail-report-finance-2026-W47.png"`)) {
+		t.Errorf("demo HTML does not show the chart file beside it (%v)", err)
+	}
+}
+
+// The chart renders (and returns) for empty, tiny and huge weeks; go-chart
+// loops forever on some ranges, so each case runs against a deadline.
+func TestChartEdgeCases(t *testing.T) {
+	for _, tc := range []struct {
+		name             string
+		actions, denials int
+	}{
+		{"empty week", 0, 0},
+		{"one action", 1, 0},
+		{"denials only", 0, 7},
+		{"large", 2_500_000, 40_000},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := &Weekly{}
+			for i, d := range w47.Days(berlin) {
+				for tier := 1; tier <= 3; tier++ {
+					r.Daily = append(r.Daily, DailyRow{Date: d.Format("2006-01-02"), Tier: tier, Actions: tc.actions * i / 6 / tier, Denials: tc.denials * i / 6})
+				}
+			}
+			done := make(chan error, 1)
+			go func() {
+				b, err := Chart(r)
+				if err == nil {
+					_, err = png.Decode(bytes.NewReader(b))
+				}
+				done <- err
+			}()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Fatal(err)
+				}
+			case <-time.After(20 * time.Second):
+				t.Fatal("chart rendering did not finish")
+			}
+		})
+	}
+	for _, tc := range []struct {
+		max  float64
+		want string
+	}{{2, "0 1 2"}, {5, "0 1 2 3 4 5"}, {10, "0 2 4 6 8 10"}, {20, "0 5 10 15 20"}, {1000, "0 200 400 600 800 1000"}} {
+		var got []string
+		for _, tk := range intTicks(tc.max) {
+			got = append(got, tk.Label)
+		}
+		if strings.Join(got, " ") != tc.want {
+			t.Errorf("intTicks(%v) = %v, want %s", tc.max, got, tc.want)
+		}
+	}
+}

@@ -1,0 +1,166 @@
+package retention
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"strconv"
+	"time"
+
+	"github.com/robfig/cron/v3"
+	"gopkg.in/yaml.v3"
+)
+
+// Age is a calendar span written as a count and a unit: "30d", "8w",
+// "6m", "7y". Months and years are calendar months and years, so "7y"
+// keeps exactly seven years whatever the leap days.
+type Age struct {
+	N    int
+	Unit byte // 'd', 'w', 'm' or 'y'
+}
+
+var ageRE = regexp.MustCompile(`^([0-9]{1,5})([dwmy])$`)
+
+// ParseAge parses "30d", "8w", "6m" or "7y".
+func ParseAge(s string) (Age, error) {
+	m := ageRE.FindStringSubmatch(s)
+	if m == nil {
+		return Age{}, fmt.Errorf("%q is not an age (a number and d, w, m or y: 30d, 1y)", s)
+	}
+	n, _ := strconv.Atoi(m[1])
+	return Age{N: n, Unit: m[2][0]}, nil
+}
+
+func (a Age) String() string {
+	if a.Unit == 0 {
+		return "0d"
+	}
+	return fmt.Sprintf("%d%c", a.N, a.Unit)
+}
+
+// Before returns t minus a, in UTC.
+func (a Age) Before(t time.Time) time.Time {
+	t = t.UTC()
+	switch a.Unit {
+	case 'w':
+		return t.AddDate(0, 0, -7*a.N)
+	case 'm':
+		return t.AddDate(0, -a.N, 0)
+	case 'y':
+		return t.AddDate(-a.N, 0, 0)
+	default:
+		return t.AddDate(0, 0, -a.N)
+	}
+}
+
+// Days approximates a in days, for comparing ages.
+func (a Age) Days() int {
+	switch a.Unit {
+	case 'w':
+		return 7 * a.N
+	case 'm':
+		return 30 * a.N
+	case 'y':
+		return 365 * a.N
+	default:
+		return a.N
+	}
+}
+
+// UnmarshalYAML decodes "30d" and the like.
+func (a *Age) UnmarshalYAML(n *yaml.Node) error {
+	var s string
+	if err := n.Decode(&s); err != nil {
+		return err
+	}
+	v, err := ParseAge(s)
+	if err != nil {
+		return fmt.Errorf("line %d: %w", n.Line, err)
+	}
+	*a = v
+	return nil
+}
+
+// MarshalYAML encodes a as "30d".
+func (a Age) MarshalYAML() (any, error) { return a.String(), nil }
+
+// Config is the retention policy: how long each tier's events are kept,
+// how long tier 1 keeps its full fields, and when the scheduled job runs.
+type Config struct {
+	Tier1 Age `yaml:"tier1"` // default 30d
+	Tier2 Age `yaml:"tier2"` // default 1y
+	Tier3 Age `yaml:"tier3"` // default 7y
+	// Tier1FullFields is how long tier 1 events keep rationale, parameters,
+	// context, error message and approval comment; after it they keep
+	// metadata only. Default 7d.
+	Tier1FullFields Age `yaml:"tier1_full_fields"`
+	// Schedule is when `agentrail reports serve` enforces the policy: a cron
+	// expression, optionally prefixed with CRON_TZ=Zone; "off" disables the
+	// scheduled job. Default "CRON_TZ=UTC 30 3 * * *" (daily 03:30 UTC).
+	Schedule string `yaml:"schedule"`
+}
+
+// Defaults fills unset fields.
+func (c *Config) Defaults() {
+	if c.Tier1.Unit == 0 {
+		c.Tier1 = Age{30, 'd'}
+	}
+	if c.Tier2.Unit == 0 {
+		c.Tier2 = Age{1, 'y'}
+	}
+	if c.Tier3.Unit == 0 {
+		c.Tier3 = Age{7, 'y'}
+	}
+	if c.Tier1FullFields.Unit == 0 {
+		c.Tier1FullFields = Age{7, 'd'}
+	}
+	if c.Schedule == "" {
+		c.Schedule = "CRON_TZ=UTC 30 3 * * *"
+	}
+}
+
+// Validate checks the policy without I/O; call Defaults first.
+func (c *Config) Validate() error {
+	var errs []error
+	check := func(field string, a Age, minDays, maxDays int) {
+		if d := a.Days(); d < minDays || d > maxDays {
+			errs = append(errs, fmt.Errorf("reports.retention.%s: %s out of range %dd..%dy", field, a, minDays, maxDays/365))
+		}
+	}
+	check("tier1", c.Tier1, 7, 100*365)
+	check("tier2", c.Tier2, 7, 100*365)
+	check("tier3", c.Tier3, 7, 100*365)
+	check("tier1_full_fields", c.Tier1FullFields, 1, 100*365)
+	if c.Tier2.Days() < c.Tier1.Days() {
+		errs = append(errs, fmt.Errorf("reports.retention.tier2: %s is shorter than tier1 %s; higher tiers are kept at least as long", c.Tier2, c.Tier1))
+	}
+	if c.Tier3.Days() < c.Tier2.Days() {
+		errs = append(errs, fmt.Errorf("reports.retention.tier3: %s is shorter than tier2 %s; higher tiers are kept at least as long", c.Tier3, c.Tier2))
+	}
+	if c.Tier1FullFields.Days() > c.Tier1.Days() {
+		errs = append(errs, fmt.Errorf("reports.retention.tier1_full_fields: %s is longer than tier1 %s", c.Tier1FullFields, c.Tier1))
+	}
+	if c.Schedule != "off" {
+		if _, err := cron.ParseStandard(c.Schedule); err != nil {
+			errs = append(errs, fmt.Errorf("reports.retention.schedule: %q is not a cron expression or \"off\": %v", c.Schedule, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Age returns the retention of tier (1..3).
+func (c *Config) Age(tier int) Age {
+	switch tier {
+	case 1:
+		return c.Tier1
+	case 2:
+		return c.Tier2
+	default:
+		return c.Tier3
+	}
+}
+
+// Policy is the policy in one line, as runs record it.
+func (c *Config) Policy() string {
+	return fmt.Sprintf("tier1=%s tier2=%s tier3=%s tier1_full_fields=%s", c.Tier1, c.Tier2, c.Tier3, c.Tier1FullFields)
+}
