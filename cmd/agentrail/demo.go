@@ -35,7 +35,7 @@ func runDemo(ctx context.Context, args []string) int {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	dir := fs.String("dir", "./data/demo", "working directory for the broker's and ClickHouse's data (emptied first)")
 	duration := fs.Duration("duration", 60*time.Second, "how long the simulated fleet runs")
-	rate := fs.Float64("rate", 400, "events per second the fleet emits")
+	rate := fs.Float64("rate", 100, "events per second the fleet emits")
 	seed := fs.Uint64("seed", 7, "simulator seed")
 	verbose := fs.Bool("v", false, "show the components' logs")
 	if ok, code := parseFlags(fs, args); !ok {
@@ -101,6 +101,9 @@ func (d *demo) run(ctx context.Context, duration time.Duration, rate float64, se
 
 	// 3. Migrate and start ingest.
 	cfg := pipelineConfig{Config: consumers.Config{Kafka: kc, ClickHouse: chstore.Config{Addr: []string{d.ch.Addr()}}}}
+	// Violations that rest on missing evidence (no approval, no decision)
+	// wait this long for it: short, so the demo shows them before it ends.
+	cfg.Correlation.SettleAfter = 5 * time.Second
 	cfg.Defaults()
 	applied, err := migrate(ctx, cfg.ClickHouse)
 	if err != nil {
@@ -125,25 +128,46 @@ func (d *demo) run(ctx context.Context, duration time.Duration, rate float64, se
 		_ = in.Close(context.Background())
 	}
 
-	// 4. The simulated fleet, through the producer SDK.
+	// 4. The simulated fleet, through the producer SDK, on a clock inside
+	// every team's business hours, with a few of each governance violation
+	// planted; then one of each anomaly; then a trickle, so violations that
+	// wait for missing evidence settle.
 	em, err := producers.New(producers.Config{Kafka: kc}, prometheus.NewRegistry(), d.log)
 	if err != nil {
 		return err
 	}
-	d.printf("simulating a fleet for %s at %.0f events/s ...\n", duration, rate)
-	fleet := simulate.New(simulate.Config{Seed: seed, ReorderRate: simulate.DefaultReorderRate, DuplicateRate: simulate.DefaultDuplicateRate})
-	stats, runErr := fleet.Run(ctx, em.Emit, rate, duration, time.Now)
+	clock := businessClock(time.Now())
+	violations, err := simulate.ViolationScenarios(0.002)
+	if err != nil {
+		return err
+	}
+	fleet := simulate.New(simulate.Config{Seed: seed, ReorderRate: simulate.DefaultReorderRate,
+		DuplicateRate: simulate.DefaultDuplicateRate, Scenarios: violations})
+	d.printf("simulating a fleet of %d agents for %s at %.0f events/s (event times from %s UTC, inside business hours) ...\n",
+		len(fleet.Agents()), duration, rate, clock().Format("Mon 2006-01-02 15:04"))
+	stats, runErr := fleet.Run(ctx, em.Emit, rate, duration, clock)
+	if runErr != nil && ctx.Err() == nil {
+		return runErr
+	}
+	planted, err := d.plantAnomalies(ctx, fleet, em, clock)
+	if err != nil {
+		return err
+	}
+	trickle, trickleErr := fleet.Run(ctx, em.Emit, 50, cfg.Correlation.SettleAfter+8*time.Second, clock)
 	closeCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	closeErr := em.Close(closeCtx)
 	cancel()
-	if err := errors.Join(runErr, closeErr); err != nil && ctx.Err() == nil {
+	if err := errors.Join(trickleErr, closeErr); err != nil && ctx.Err() == nil {
 		return err
 	}
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
 	d.printf("published %d events in %d traces (%d re-delivered duplicates, %d traces out of order) in %s\n",
-		stats.Events, stats.Traces, stats.Duplicates, stats.Reordered, stats.Elapsed.Round(time.Millisecond))
+		stats.Events+trickle.Events, stats.Traces+trickle.Traces, stats.Duplicates+trickle.Duplicates,
+		stats.Reordered+trickle.Reordered, (stats.Elapsed + trickle.Elapsed).Round(time.Millisecond))
+	d.printf("planted %d governance violations (%s) and %d anomalies (%s)\n",
+		sumCounts(stats.Planted, trickle.Planted), describeCounts(stats.Planted, trickle.Planted), len(planted), strings.Join(planted, ", "))
 
 	// 5. A few poison records, as a misbehaving producer would send.
 	poison, err := d.sendPoison(ctx, kc)
@@ -158,7 +182,13 @@ func (d *demo) run(ctx context.Context, duration time.Duration, rate float64, se
 		return err
 	}
 	d.printf("ingest caught up %s after the last event\n\n", time.Since(caughtUp).Round(time.Millisecond))
-	return d.report(ctx, cfg.ClickHouse.Database)
+	if err := d.report(ctx, cfg.ClickHouse.Database); err != nil {
+		return err
+	}
+	if err := d.findings(ctx, cfg); err != nil {
+		return err
+	}
+	return d.weeklyReport(ctx, cfg.ClickHouse, clock())
 }
 
 func (d *demo) sendPoison(ctx context.Context, kc kafkacfg.Config) (int, error) {
@@ -265,14 +295,14 @@ func (d *demo) report(ctx context.Context, db string) error {
 			        if(event_type = 'result', concat(result_status, if(changed_resource != '', concat(' -> ', changed_resource), '')), '') AS happened,
 			        substring(action_digest, 1, 12) AS digest
 			 FROM {db}.v_events WHERE trace_id = '` + trace + `' ORDER BY event_time`},
-		{"Analyst query 2 — what each team's agents did in the demo window: actions, denials, approvals, failures",
+		{"Analyst query 2 — what each team's agents did in the last week: actions, denials, approvals, failures",
 			`SELECT team, uniqExact(agent_id) AS agents,
 			        countIf(event_type = 'intent') AS actions,
 			        countIf(outcome = 'deny') AS denied,
 			        countIf(approval_status = 'granted') AS approved,
 			        countIf(result_status IN ('failure', 'error')) AS failed,
 			        round(quantileIf(0.5)(duration_us, event_type = 'result') / 1000) AS median_ms
-			 FROM {db}.v_events WHERE event_time >= now() - INTERVAL 1 DAY GROUP BY team ORDER BY actions DESC`},
+			 FROM {db}.v_events WHERE event_time >= now() - INTERVAL 7 DAY GROUP BY team ORDER BY actions DESC`},
 	}
 	for _, s := range analyst {
 		if err := d.query(ctx, db, s.title, s.sql, true); err != nil {

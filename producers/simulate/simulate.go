@@ -16,6 +16,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"math"
 	"math/rand/v2"
 	"time"
@@ -255,7 +256,7 @@ func (f *Fleet) generate(now time.Time) *Trace {
 	// Policy decision, milliseconds later.
 	at := time.Duration(3+r.IntN(60)) * time.Millisecond
 	de := envelope(schemas.TypeDecision, at)
-	d := &schemas.Decision{PolicyID: tl.PolicyID, PolicyVersion: int64(3 + r.IntN(20)), MatchedRule: tl.MatchedRule, Tier: tl.Tier}
+	d := &schemas.Decision{PolicyID: tl.PolicyID, PolicyVersion: policyVersion(tl.PolicyID), MatchedRule: tl.MatchedRule, Tier: tl.Tier}
 	de.Decision = d
 	switch {
 	case tl.Quota > 0 && a.quota[ti] >= tl.Quota:
@@ -589,4 +590,13 @@ func minutes(r *rand.Rand, median, max float64) time.Duration {
 func lognormal(r *rand.Rand, median time.Duration) time.Duration {
 	d := time.Duration(float64(median) * math.Exp(0.6*r.NormFloat64()))
 	return max(d, time.Millisecond).Round(time.Microsecond)
+}
+
+// policyVersion is the revision of a policy the fleet runs under: fixed per
+// policy, so that only the stale_policy scenario decides under an older one
+// (a fleet that rolled policy versions at random would look stale all over).
+func policyVersion(policyID string) int64 {
+	h := fnv.New32a()
+	h.Write([]byte(policyID))
+	return 3 + int64(h.Sum32()%20)
 }

@@ -1,0 +1,161 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/agentrail/agentrail/anomaly"
+	"github.com/agentrail/agentrail/consumers/correlate"
+	"github.com/agentrail/agentrail/internal/chstore"
+	"github.com/agentrail/agentrail/producers"
+	"github.com/agentrail/agentrail/producers/simulate"
+	"github.com/agentrail/agentrail/reports"
+	"github.com/agentrail/agentrail/reports/registry"
+)
+
+// businessClock returns a clock that starts at 13:00 UTC on the latest
+// weekday at least two hours ago — inside business hours in Europe and on
+// the US east coast alike — and advances with real time, so the simulated
+// fleet does not look like it works at night.
+func businessClock(now time.Time) func() time.Time {
+	base := time.Date(now.Year(), now.Month(), now.Day(), 13, 0, 0, 0, time.UTC)
+	for base.After(now.Add(-2*time.Hour)) || base.Weekday() == time.Saturday || base.Weekday() == time.Sunday {
+		base = base.AddDate(0, 0, -1)
+	}
+	start := time.Now()
+	return func() time.Time { return base.Add(time.Since(start)) }
+}
+
+// plantAnomalies emits one of each anomaly kind the rules know, spaced two
+// minutes apart before the clock's present (out-of-hours at a time outside
+// finance's hours), and returns their kinds.
+func (d *demo) plantAnomalies(ctx context.Context, fleet *simulate.Fleet, em *producers.Emitter, clock func() time.Time) ([]string, error) {
+	now := clock()
+	rules := anomaly.DefaultRules()
+	off := now.Add(-30 * time.Minute).Truncate(time.Hour)
+	for i := 0; i < 48; i++ {
+		if out, known := rules.OutOfHours("finance", "", off); out && known {
+			break
+		}
+		off = off.Add(-time.Hour)
+	}
+	planted, err := fleet.PlantAll(now.Add(-40*time.Minute), 2*time.Minute, off, "finance")
+	if err != nil {
+		return nil, err
+	}
+	var kinds []string
+	for _, a := range planted {
+		for _, ev := range a.Events() {
+			if err := em.Emit(ctx, &ev); err != nil {
+				return nil, fmt.Errorf("plant %s: %w", a.Kind, err)
+			}
+		}
+		kinds = append(kinds, a.Kind)
+	}
+	return kinds, nil
+}
+
+func sumCounts(ms ...map[string]int) int {
+	n := 0
+	for _, m := range ms {
+		for _, v := range m {
+			n += v
+		}
+	}
+	return n
+}
+
+func describeCounts(ms ...map[string]int) string {
+	total := map[string]int{}
+	for _, m := range ms {
+		for k, v := range m {
+			total[k] += v
+		}
+	}
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(total)) {
+		parts = append(parts, fmt.Sprintf("%s %d", k, total[k]))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// findings prints what correlation and the anomaly rules found, and one
+// violating trace as `agentrail trace` shows it.
+func (d *demo) findings(ctx context.Context, cfg pipelineConfig) error {
+	db := cfg.ClickHouse.Database
+	sections := []struct{ title, sql string }{
+		{"Governance violations found (v_violations: once per trace and kind; also on the agentrail.violations topic)",
+			`SELECT kind, severity, count() AS found, substring(argMin(explanation, event_time), 1, 110) AS example
+			 FROM {db}.v_violations GROUP BY kind, severity ORDER BY found DESC`},
+		{"Trace states (v_traces)",
+			`SELECT state, count() AS traces FROM {db}.v_traces GROUP BY state ORDER BY traces DESC`},
+		{"Anomaly alerts (v_alerts: one per rule and group, updated while the anomaly goes on; also on agentrail.alerts)",
+			`SELECT rule, severity, count() AS alerts, max(observed) AS peak, any(threshold) AS threshold,
+			        countIf(planted != '') AS from_planted, countIf(planted = '') AS from_background
+			 FROM (SELECT a.alert_id, any(a.rule) AS rule, any(a.severity) AS severity, any(a.observed) AS observed,
+			              any(a.threshold) AS threshold, max(p.kind) AS planted
+			       FROM {db}.v_alerts AS a ARRAY JOIN a.event_ids AS eid
+			       LEFT JOIN (SELECT event_id, labels['simulate.planted'] AS kind FROM {db}.v_events
+			                  WHERE labels['simulate.planted'] != '') AS p ON p.event_id = eid
+			       GROUP BY a.alert_id)
+			 GROUP BY rule, severity ORDER BY rule`},
+	}
+	for _, s := range sections {
+		if err := d.query(ctx, db, s.title, s.sql, false); err != nil {
+			return err
+		}
+	}
+	var trace string
+	if err := d.scalar(ctx, "SELECT trace_id FROM "+db+".v_violations WHERE kind = 'executed_without_approval' ORDER BY event_time LIMIT 1", &trace); err != nil {
+		return err
+	}
+	if trace == "" {
+		return nil
+	}
+	conn, err := chstore.Open(ctx, cfg.ClickHouse)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	rep, err := correlate.Lookup(ctx, conn, db, trace, time.Now(), cfg.Correlation.AbandonAfter)
+	if err != nil {
+		return err
+	}
+	d.printf("One violating trace, as `agentrail trace %s` prints it:\n", trace)
+	if err := rep.WriteText(d.out); err != nil {
+		return err
+	}
+	d.printf("\n")
+	return nil
+}
+
+// weeklyReport loads the example agent registry (backdated, so the unused-
+// permission check can judge the grants) and writes the finance team's
+// report for the week of the simulated clock.
+func (d *demo) weeklyReport(ctx context.Context, c chstore.Config, at time.Time) error {
+	conn, err := chstore.Open(ctx, c)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if _, err := registry.ApplyFile(ctx, conn, c.Database, filepath.Join("deployments", "registry.yaml"),
+		registry.ApplyOptions{AsOf: time.Now().AddDate(0, 0, -45), By: "demo"}); err != nil {
+		return err
+	}
+	year, wk := at.ISOWeek()
+	week := fmt.Sprintf("%d-W%02d", year, wk)
+	paths, err := reports.WriteWeekly(ctx, conn, c.Database, week, "finance", filepath.Join(d.dir, "reports"))
+	if err != nil {
+		return err
+	}
+	if len(paths) > 0 {
+		abs, _ := filepath.Abs(paths[0])
+		d.printf("Weekly permission report for the finance team, %s (HTML; JSON, CSV and the chart beside it):\n  %s\n\n", week, abs)
+	}
+	return nil
+}
