@@ -521,9 +521,14 @@ func (k *probing) observe(en *Engine, ev *schemas.Event, ti *traceInfo, late boo
 			i--
 		}
 		e.s.tries = slices.Insert(e.s.tries, i, tr)
+		// Of the denials whose window holds t, the earliest one's window
+		// holds every try the later ones' do up to t: it alone has the
+		// highest distinct count, so only it is evaluated (evaluating each
+		// one cost O(denials x tries) per event on a busy agent).
 		for di := range e.s.denies {
 			if d := e.s.denies[di].t; d < t && t <= d+k.r.size {
 				k.eval(en, e, di, t)
+				break
 			}
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"log/slog"
 	"os"
+	"runtime/pprof"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -23,6 +24,7 @@ func runBench(ctx context.Context, args []string) int {
 	fs.DurationVar(&cfg.Steady, "steady", 20*time.Second, "length of the freshness run")
 	fs.StringVar(&cfg.Dir, "dir", "./data/bench", "working directory (emptied first)")
 	verbose := fs.Bool("v", false, "show the components' logs")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to FILE (go tool pprof)")
 	if ok, code := parseFlags(fs, args); !ok {
 		return code
 	}
@@ -41,6 +43,17 @@ func runBench(ctx context.Context, args []string) int {
 		pc := pipelineConfig{Config: c}
 		pc.Defaults()
 		return buildProcessors(ctx, pc, reg, cfg.Log)
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return exitCode("bench", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return exitCode("bench", err)
+		}
+		defer pprof.StopCPUProfile()
 	}
 	return exitCode("bench", bench.Run(ctx, cfg))
 }

@@ -191,7 +191,13 @@ func (e *env) produce(ctx context.Context) (generated, error) {
 	start := time.Now()
 	fleet := simulate.New(simulate.Config{Seed: 2026, ReorderRate: simulate.DefaultReorderRate})
 	enc := schemas.NewSingleObjectEncoder()
-	now := time.Now().UTC()
+	// A week of the fleet's life: event times spread evenly over the last
+	// seven days, as a real backlog would be, rather than millions of
+	// actions by 35 agents within the same minutes (which would measure the
+	// anomaly rules on an impossible burst, not the pipeline).
+	const span = 7 * 24 * time.Hour
+	at := time.Now().UTC().Add(-span)
+	step := span / time.Duration(e.cfg.Events/3+1)
 	n := 0
 	var firstErr error
 	promise := func(_ *kgo.Record, err error) {
@@ -200,7 +206,8 @@ func (e *env) produce(ctx context.Context) (generated, error) {
 		}
 	}
 	for n < e.cfg.Events {
-		for _, ev := range fleet.NextTrace(now) {
+		at = at.Add(step)
+		for _, ev := range fleet.NextTrace(at) {
 			if n == e.cfg.Events {
 				break
 			}

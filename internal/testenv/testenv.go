@@ -77,6 +77,7 @@ var (
 	chMu   sync.Mutex
 	chProc *chserver.Process
 	chAddr string
+	chDir  string // the shared server's data, removed by Main
 )
 
 // ClickHouse returns a config for a fresh, migrated database on a real
@@ -111,13 +112,18 @@ func serverAddr(t testing.TB) string {
 	if chAddr != "" {
 		return chAddr
 	}
-	p := StartClickHouse(t, "")
-	chProc, chAddr = p, p.Addr()
+	dir, err := os.MkdirTemp("", "agentrail-ch-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := StartClickHouse(t, dir)
+	chProc, chAddr, chDir = p, p.Addr(), dir
 	return chAddr
 }
 
 // StartClickHouse starts a server of the test's own in dataDir ("" makes a
-// temporary one) on free ports. The caller stops it; Main stops the shared one.
+// temporary one, removed when the test ends) on free ports. The caller stops
+// it; Main stops the shared one.
 func StartClickHouse(t testing.TB, dataDir string) *chserver.Process {
 	t.Helper()
 	return StartClickHouseOn(t, dataDir, 0, 0)
@@ -130,9 +136,7 @@ func StartClickHouseOn(t testing.TB, dataDir string, tcp, http int) *chserver.Pr
 	lib := RequireLibrary(t)
 	var err error
 	if dataDir == "" {
-		if dataDir, err = os.MkdirTemp("", "agentrail-ch-"); err != nil {
-			t.Fatal(err)
-		}
+		dataDir = t.TempDir()
 	}
 	if tcp == 0 {
 		if tcp, err = chserver.FreePort(); err != nil {
@@ -182,6 +186,7 @@ func Main(m *testing.M) int {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		_ = chProc.Stop(ctx)
+		_ = os.RemoveAll(chDir)
 	}
 	return code
 }
