@@ -539,6 +539,28 @@ func (b *Builder) tableExists(ctx context.Context, name string) (bool, error) {
 	return n > 0, nil
 }
 
+// countPerAgent counts a team's rows of table (violations or alerts) with
+// timeCol in [from, to), in all and per agent.
+func (b *Builder) countPerAgent(ctx context.Context, table, timeCol, team string, from, to time.Time) (int, map[string]int, error) {
+	rows, err := b.conn.Query(ctx, `SELECT toString(agent_id), count() FROM `+b.db+`.`+table+` FINAL
+		WHERE team = ? AND `+timeCol+` >= ? AND `+timeCol+` < ? GROUP BY agent_id`, team, ts(from), ts(to))
+	if err != nil {
+		return 0, nil, fmt.Errorf("reports: count %s: %w", table, err)
+	}
+	defer rows.Close()
+	total, per := 0, map[string]int{}
+	for rows.Next() {
+		var a string
+		var n uint64
+		if err := rows.Scan(&a, &n); err != nil {
+			return 0, nil, fmt.Errorf("reports: count %s: %w", table, err)
+		}
+		total += int(n)
+		per[a] = int(n)
+	}
+	return total, per, rows.Err()
+}
+
 // TraceCommand is the command line that shows a trace's timeline.
 func TraceCommand(traceID string) string { return "agentrail trace " + traceID }
 
@@ -551,23 +573,7 @@ func (b *Builder) violations(ctx context.Context, r *Weekly, team string, from, 
 	}
 	r.Violations.Available = true
 	count := func(from, to time.Time) (int, map[string]int, error) {
-		rows, err := b.conn.Query(ctx, `SELECT toString(agent_id), count() FROM `+b.db+`.violations FINAL
-			WHERE team = ? AND event_time >= ? AND event_time < ? GROUP BY agent_id`, team, ts(from), ts(to))
-		if err != nil {
-			return 0, nil, fmt.Errorf("reports: count violations: %w", err)
-		}
-		defer rows.Close()
-		total, per := 0, map[string]int{}
-		for rows.Next() {
-			var a string
-			var n uint64
-			if err := rows.Scan(&a, &n); err != nil {
-				return 0, nil, fmt.Errorf("reports: count violations: %w", err)
-			}
-			total += int(n)
-			per[a] = int(n)
-		}
-		return total, per, rows.Err()
+		return b.countPerAgent(ctx, "violations", "event_time", team, from, to)
 	}
 	total, per, err := count(from, to)
 	if err != nil {
@@ -609,23 +615,7 @@ func (b *Builder) alerts(ctx context.Context, r *Weekly, team string, from, to, 
 	}
 	r.Alerts.Available = true
 	count := func(from, to time.Time) (int, map[string]int, error) {
-		rows, err := b.conn.Query(ctx, `SELECT toString(agent_id), count() FROM `+b.db+`.alerts FINAL
-			WHERE team = ? AND raised_at >= ? AND raised_at < ? GROUP BY agent_id`, team, ts(from), ts(to))
-		if err != nil {
-			return 0, nil, fmt.Errorf("reports: count alerts: %w", err)
-		}
-		defer rows.Close()
-		total, per := 0, map[string]int{}
-		for rows.Next() {
-			var a string
-			var n uint64
-			if err := rows.Scan(&a, &n); err != nil {
-				return 0, nil, fmt.Errorf("reports: count alerts: %w", err)
-			}
-			total += int(n)
-			per[a] = int(n)
-		}
-		return total, per, rows.Err()
+		return b.countPerAgent(ctx, "alerts", "raised_at", team, from, to)
 	}
 	total, per, err := count(from, to)
 	if err != nil {
