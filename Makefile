@@ -38,6 +38,7 @@ fuzz:
 	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
 	    echo "fuzz $$pkg $$f ($(FUZZTIME))"; \
 	    $(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) $$pkg > /tmp/agentrail-fuzz.log 2>&1 || { cat /tmp/agentrail-fuzz.log; exit 1; }; \
+	    tail -n 1 /tmp/agentrail-fuzz.log; \
 	  done; \
 	done
 
