@@ -182,7 +182,3 @@ func (c *eventColumns) values() []any {
 		c.kafkaPartition, c.kafkaOffset,
 	}
 }
-
-// reset empties the batch. The slices were handed to the ClickHouse driver,
-// so they are dropped rather than reused.
-func (c *eventColumns) reset() { *c = eventColumns{} }

@@ -292,8 +292,8 @@ type batch struct {
 	events []Accepted          // the same events, for processors
 	seen   map[string]struct{} // event ids in this batch
 	dead   []deadLetter
-	count  int // records consumed
-	first  time.Time
+	count  int             // records consumed
+	first  time.Time       // wall clock of the batch's first record
 	offset map[int32]int64 // first offset per partition
 }
 
@@ -340,7 +340,7 @@ func (in *Ingest) Run(ctx context.Context) error {
 		if b.count == 0 {
 			continue
 		}
-		if b.count < in.cfg.Ingest.BatchRows && in.now().Before(b.first.Add(in.cfg.Ingest.BatchInterval)) {
+		if b.count < in.cfg.Ingest.BatchRows && time.Now().Before(b.first.Add(in.cfg.Ingest.BatchInterval)) {
 			continue
 		}
 		if err := in.flush(ctx, b); err != nil {
@@ -356,7 +356,8 @@ func (in *Ingest) Run(ctx context.Context) error {
 // accept decodes and validates one record into the batch or its dead letters.
 func (in *Ingest) accept(ctx context.Context, b *batch, r *kgo.Record) error {
 	if b.count == 0 {
-		b.first = in.now()
+		// Wall clock, not the injected one: it sets a real poll deadline.
+		b.first = time.Now()
 	}
 	b.count++
 	if _, ok := b.offset[r.Partition]; !ok {
@@ -614,11 +615,6 @@ func (in *Ingest) deadLetterRecord(d deadLetter) *kgo.Record {
 
 // retry runs fn until it succeeds or ctx ends, backing off from 100ms to 5s.
 func retry(ctx context.Context, in *Ingest, stage string, fn func() error) error {
-	return retryN(ctx, in, stage, 0, fn)
-}
-
-// retryN is retry with at most n attempts (0: unbounded).
-func retryN(ctx context.Context, in *Ingest, stage string, n int, fn func() error) error {
 	backoff := 100 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		err := fn()
@@ -630,9 +626,6 @@ func retryN(ctx context.Context, in *Ingest, stage string, n int, fn func() erro
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
-		}
-		if n > 0 && attempt >= n {
-			return err
 		}
 		in.m.retries.WithLabelValues(stage).Inc()
 		if attempt == 1 || attempt%10 == 0 {

@@ -135,10 +135,11 @@ func TestFlagArgsRoundTrip(t *testing.T) {
 	}
 }
 
-// TestServeRealClickHouse starts the real engine in a child process, writes
-// through the native protocol, SIGKILLs the server and checks that the rows
-// survive a restart on the same data dir.
-func TestServeRealClickHouse(t *testing.T) {
+// childServer returns this test binary (which acts as the server child,
+// see TestMain) and a config on free ports; without the engine library the
+// test fails under CI and is skipped elsewhere.
+func childServer(t *testing.T) (string, Config) {
+	t.Helper()
 	lib := DefaultLibPath()
 	if err := checkLibrary(lib); err != nil {
 		if os.Getenv("CI") == "true" {
@@ -158,6 +159,14 @@ func TestServeRealClickHouse(t *testing.T) {
 	if cfg.HTTPPort, err = FreePort(); err != nil {
 		t.Fatal(err)
 	}
+	return bin, cfg
+}
+
+// TestServeRealClickHouse starts the real engine in a child process, writes
+// through the native protocol, SIGKILLs the server and checks that the rows
+// survive a restart on the same data dir.
+func TestServeRealClickHouse(t *testing.T) {
+	bin, cfg := childServer(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 
@@ -236,25 +245,7 @@ func TestServeRealClickHouse(t *testing.T) {
 // port, or resets its connection, must not take the server down (in
 // non-interactive clickhouse-local it did: ClickHouse issue 115666).
 func TestSurvivesMisbehavingClients(t *testing.T) {
-	lib := DefaultLibPath()
-	if err := checkLibrary(lib); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal(err)
-		}
-		t.Skipf("%v; the integration test needs it", err)
-	}
-	bin, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv(childEnv, "1")
-	cfg := Config{LibPath: lib, DataDir: t.TempDir(), Logger: slog.New(slog.NewTextHandler(os.Stderr, nil))}
-	if cfg.TCPPort, err = FreePort(); err != nil {
-		t.Fatal(err)
-	}
-	if cfg.HTTPPort, err = FreePort(); err != nil {
-		t.Fatal(err)
-	}
+	bin, cfg := childServer(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	p, err := StartProcess(ctx, bin, cfg)
