@@ -51,17 +51,23 @@ func (c *pipelineConfig) Validate() error {
 // loadConfig reads the pipeline's YAML config strictly: an unknown or
 // mistyped key is an error with its line. An empty path means all defaults.
 func loadConfig(path string) (pipelineConfig, error) {
+	if path == "" {
+		return parseConfig(nil, "")
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return pipelineConfig{}, fmt.Errorf("read config: %w", err)
+	}
+	return parseConfig(raw, path)
+}
+
+// parseConfig decodes raw (the file named name) strictly and fills defaults.
+func parseConfig(raw []byte, name string) (pipelineConfig, error) {
 	var cfg pipelineConfig
-	if path != "" {
-		raw, err := os.ReadFile(path)
-		if err != nil {
-			return cfg, fmt.Errorf("read config: %w", err)
-		}
-		dec := yaml.NewDecoder(bytes.NewReader(raw))
-		dec.KnownFields(true)
-		if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
-			return cfg, fmt.Errorf("config %s: %w", path, err)
-		}
+	dec := yaml.NewDecoder(bytes.NewReader(raw))
+	dec.KnownFields(true)
+	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
+		return cfg, fmt.Errorf("config %s: %w", name, err)
 	}
 	cfg.Defaults()
 	return cfg, nil
