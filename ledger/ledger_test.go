@@ -337,6 +337,12 @@ func TestTamperingIsLocated(t *testing.T) {
 			e, _ := sealed(t)
 			arg := tc.tamper(e)
 			rep := e.verify(true)
+			for _, p := range rep.Changed {
+				t.Log(p)
+			}
+			for _, p := range rep.Foreign {
+				t.Log(p.What)
+			}
 			if rep.OK || len(rep.Chain) != 0 || len(rep.Topic.Problems) != 0 {
 				t.Fatalf("ok=%v chain %v topic %v", rep.OK, rep.Chain, rep.Topic.Problems)
 			}
