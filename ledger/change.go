@@ -68,6 +68,9 @@ func (l *Ledger) BeginChange(ctx context.Context, ids []string) (*Change, error)
 			l.mu.Unlock()
 		}
 	}()
+	// Take over as the writer now, with the head as it is now: another
+	// process's sealer may have appended since this Ledger last wrote.
+	l.disconnect()
 	if err := l.connect(ctx); err != nil {
 		return nil, err
 	}

@@ -514,3 +514,33 @@ func TestSealsNeedTheKey(t *testing.T) {
 		t.Fatalf("bad key: %v", err)
 	}
 }
+
+// A retention run in another process (its own Ledger) takes over as the
+// writer; the sealer, fenced, re-reads the head and goes on: one chain.
+func TestTwoWritersDoNotFork(t *testing.T) {
+	e, sealer := sealed(t)
+	other := e.ledger()
+	enf, err := retention.New(retention.Config{Tier1: retention.Age{N: 30, Unit: 'd'}, Tier2: retention.Age{N: 1, Unit: 'y'},
+		Tier3: retention.Age{N: 7, Unit: 'y'}, Tier1FullFields: retention.Age{N: 7, Unit: 'd'}, Schedule: "off"},
+		e.conn, e.db, nil, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})), retention.WithLedger(other))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := enf.Enforce(e.ctx, false, "test"); err != nil {
+		t.Fatal(err)
+	}
+	retHead := other.Head()
+	e.fill(1200, 1400)
+	e.commit(1400)
+	if res := e.seal(sealer); res.Entries != 1 || sealer.Head() != retHead+1 || retHead < 3 {
+		t.Fatalf("sealer after the other writer: %+v head %d, the other's head %d", res, sealer.Head(), retHead)
+	}
+	n := e.count("SELECT count() FROM {db}.ledger")
+	distinct := e.count("SELECT uniqExact(seq) FROM {db}.ledger")
+	if n != sealer.Head() || distinct != n {
+		t.Fatalf("table holds %d entries (%d seqs), head %d", n, distinct, sealer.Head())
+	}
+	if rep := e.verify(true); !rep.OK || rep.Topic.Entries != int(n) {
+		t.Fatalf("ok=%v topic %+v chain %v changed %v", rep.OK, rep.Topic, rep.Chain, rep.Changed)
+	}
+}

@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"time"
@@ -74,8 +75,17 @@ func (l *Ledger) Head() uint64 {
 // appending as many seal entries as that takes.
 func (l *Ledger) Seal(ctx context.Context) (SealResult, error) {
 	var res SealResult
+	retried := false
 	for {
 		more, err := l.sealOnce(ctx, &res)
+		var crash hookError
+		if err != nil && !retried && ctx.Err() == nil && !errors.As(err, &crash) {
+			// Most often another writer (a retention run) fenced this one:
+			// the next try takes over again with the head re-read.
+			retried = true
+			l.log.Info("ledger: seal failed; retrying once", "err", err)
+			continue
+		}
 		if err != nil || !more {
 			return res, err
 		}

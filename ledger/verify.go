@@ -556,12 +556,15 @@ func readKafka(ctx context.Context, kc kafkacfg.Config) ([]*Entry, map[int32]int
 	}
 	defer cl.Close()
 	adm := kadm.NewClient(cl)
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	// An unreachable broker is a note in the report, not a long wait.
+	lctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	ends, err := adm.ListEndOffsets(ctx, kc.Topics.Ledger, kc.Topics.Events)
+	ends, err := adm.ListEndOffsets(lctx, kc.Topics.Ledger, kc.Topics.Events)
 	if err != nil {
 		return nil, nil, fmt.Errorf("list end offsets: %w", err)
 	}
+	ctx, cancel2 := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel2()
 	lo, ok := ends.Lookup(kc.Topics.Ledger, 0)
 	if !ok || lo.Err != nil {
 		return nil, nil, fmt.Errorf("topic %s: %v", kc.Topics.Ledger, lo.Err)

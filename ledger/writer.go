@@ -239,6 +239,11 @@ func seqOf(e *Entry) uint64 {
 	return e.Seq
 }
 
+// hookError is a test hook's stop: a crash, which nothing retries.
+type hookError struct{ error }
+
+func (h hookError) Unwrap() error { return h.error }
+
 // append adds one entry after the head. Callers hold mu.
 func (l *Ledger) append(ctx context.Context, kind string, body any) (*Entry, error) {
 	if err := l.connect(ctx); err != nil {
@@ -263,7 +268,7 @@ func (l *Ledger) append(ctx context.Context, kind string, body any) (*Entry, err
 	if l.hook != nil {
 		if err := l.hook("committed"); err != nil {
 			l.disconnect()
-			return nil, err
+			return nil, hookError{err}
 		}
 	}
 	if err := l.insert(ctx, e); err != nil {
