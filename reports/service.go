@@ -46,6 +46,12 @@ func WithClock(c Clock) Option { return func(s *Service) { s.clock = c } }
 // WithSender replaces the SMTP sender built from the config.
 func WithSender(snd Sender) Option { return func(s *Service) { s.sender = snd } }
 
+// WithRetentionOptions passes options to the retention job's Enforcer
+// (retention.WithLedger records its runs in the tamper-evidence chain).
+func WithRetentionOptions(opts ...retention.Option) Option {
+	return func(s *Service) { s.retOpts = append(s.retOpts, opts...) }
+}
+
 // Service sends the scheduled reports and runs the retention job.
 type Service struct {
 	cfg     Config
@@ -55,6 +61,7 @@ type Service struct {
 	sender  Sender
 	builder *Builder
 	ret     *retention.Enforcer
+	retOpts []retention.Option
 	from    string
 	domain  string
 	m       serviceMetrics
@@ -115,7 +122,7 @@ func New(cfg Config, st Store, reg prometheus.Registerer, log *slog.Logger, opts
 		}
 	}
 	if cfg.Retention.Schedule != "off" {
-		enf, err := retention.New(cfg.Retention, st.Conn, st.Database, reg, log, retention.WithClock(s.clock.Now))
+		enf, err := retention.New(cfg.Retention, st.Conn, st.Database, reg, log, append([]retention.Option{retention.WithClock(s.clock.Now)}, s.retOpts...)...)
 		if err != nil {
 			return nil, err
 		}

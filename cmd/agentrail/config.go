@@ -14,6 +14,7 @@ import (
 	"github.com/agentrail/agentrail/anomaly"
 	"github.com/agentrail/agentrail/consumers"
 	"github.com/agentrail/agentrail/consumers/correlate"
+	"github.com/agentrail/agentrail/ledger"
 	"github.com/agentrail/agentrail/reports"
 )
 
@@ -24,6 +25,7 @@ type pipelineConfig struct {
 	Correlation      correlate.Config `yaml:"correlation"`
 	Anomaly          anomaly.Config   `yaml:"anomaly"`
 	Reports          reports.Config   `yaml:"reports"`
+	Ledger           ledger.Config    `yaml:"ledger"`
 }
 
 // Defaults fills every section's unset fields.
@@ -32,6 +34,7 @@ func (c *pipelineConfig) Defaults() {
 	c.Correlation.Defaults()
 	c.Anomaly.Defaults()
 	c.Reports.Defaults()
+	c.Ledger.Defaults()
 }
 
 // Validate checks every section without I/O.
@@ -45,7 +48,10 @@ func (c *pipelineConfig) Validate() error {
 	if err := c.Anomaly.Validate(); err != nil {
 		return err
 	}
-	return c.Reports.Validate()
+	if err := c.Reports.Validate(); err != nil {
+		return err
+	}
+	return c.Ledger.Validate()
 }
 
 // loadConfig reads the pipeline's YAML config strictly: an unknown or

@@ -35,6 +35,9 @@ func TestConfigErrors(t *testing.T) {
 		{"bad sasl", "kafka:\n  sasl:\n    mechanism: GSSAPI\n", "kafka.sasl.mechanism"},
 		{"password in file", "kafka:\n  sasl:\n    mechanism: PLAIN\n    username: u\n    password: p\n", "field password not found"},
 		{"bad database", "clickhouse:\n  database: \"a-b\"\n", "clickhouse.database"},
+		{"ledger without key", "ledger:\n  enabled: true\n", "ledger.private_key_file"},
+		{"ledger bad public key", "ledger:\n  public_keys: [abc]\n", "ledger.public_keys[0]"},
+		{"ledger interval", "ledger:\n  interval: 2h\n", "ledger.interval"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -23,6 +23,7 @@ import (
 	"github.com/agentrail/agentrail/internal/chserver"
 	"github.com/agentrail/agentrail/internal/chstore"
 	"github.com/agentrail/agentrail/internal/kafkacfg"
+	"github.com/agentrail/agentrail/ledger"
 	"github.com/agentrail/agentrail/producers"
 	"github.com/agentrail/agentrail/producers/simulate"
 	"github.com/agentrail/agentrail/schemas"
@@ -60,6 +61,9 @@ type demo struct {
 	cluster interface{ Close() }
 	ch      *chserver.Process
 	stopIn  func()
+
+	led        *ledger.Ledger
+	stopLedger func()
 }
 
 func (d *demo) printf(format string, args ...any) { fmt.Fprintf(d.out, format, args...) }
@@ -127,6 +131,9 @@ func (d *demo) run(ctx context.Context, duration time.Duration, rate float64, se
 		<-done
 		_ = in.Close(context.Background())
 	}
+	if err := d.startLedger(ctx, &cfg); err != nil {
+		return err
+	}
 
 	// 4. The simulated fleet, through the producer SDK, on a clock inside
 	// every team's business hours, with a few of each governance violation
@@ -188,7 +195,10 @@ func (d *demo) run(ctx context.Context, duration time.Duration, rate float64, se
 	if err := d.findings(ctx, cfg); err != nil {
 		return err
 	}
-	return d.weeklyReport(ctx, cfg.ClickHouse, clock())
+	if err := d.weeklyReport(ctx, cfg.ClickHouse, clock()); err != nil {
+		return err
+	}
+	return d.verifyLedger(ctx, cfg)
 }
 
 func (d *demo) sendPoison(ctx context.Context, kc kafkacfg.Config) (int, error) {
@@ -374,6 +384,9 @@ func indent(s, prefix string) string {
 
 // stop stops whatever run started, in reverse order.
 func (d *demo) stop() {
+	if d.stopLedger != nil {
+		d.stopLedger()
+	}
 	if d.stopIn != nil {
 		d.stopIn()
 	}

@@ -34,6 +34,8 @@ func commands() []command {
 		{"report", "make a weekly permission report on demand", runReport},
 		{"reports", "send weekly reports by mail on a schedule", runReports},
 		{"retention", "enforce tier-based retention, honouring legal holds", runRetention},
+		{"ledger", "seal stored events into the signed tamper-evidence chain; make its key", runLedger},
+		{"verify", "check the chain and recompute it from ClickHouse: what changed, where", runVerify},
 		{"demo", "run the whole pipeline on the embedded default and show what it found", runDemo},
 		{"bench", "measure the pipeline against ClickHouse's Kafka engine on the embedded default", runBench},
 		{"version", "print the version", func(context.Context, []string) int { fmt.Println("agentrail", version); return 0 }},

@@ -111,7 +111,11 @@ func ensureTopics(ctx context.Context, kc kafkacfg.Config) error {
 		return err
 	}
 	defer cl.Close()
-	return kafkacfg.EnsureTopics(ctx, cl, 12, kc.Topics.Events, kc.Topics.DeadLetter)
+	if err := kafkacfg.EnsureTopics(ctx, cl, 12, kc.Topics.Events, kc.Topics.DeadLetter); err != nil {
+		return err
+	}
+	// The chain is one ordered log: one partition.
+	return kafkacfg.EnsureTopics(ctx, cl, 1, kc.Topics.Ledger)
 }
 
 func serveMetrics(ctx context.Context, addr string, reg *prometheus.Registry) error {

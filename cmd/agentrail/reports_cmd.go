@@ -229,7 +229,16 @@ func runReports(ctx context.Context, args []string) int {
 		// A manual send runs no schedule, so no retention job.
 		cfg.Reports.Retention.Schedule = "off"
 	}
-	svc, err := reports.New(cfg.Reports, reports.Store{Conn: conn, Database: cfg.ClickHouse.Database}, reg, log)
+	var opts []reports.Option
+	if cfg.Ledger.Enabled && sub == "serve" {
+		led, err := openLedger(cfg, conn, reg, log)
+		if err != nil {
+			return exitCode("reports "+sub, err)
+		}
+		defer led.Close(context.Background())
+		opts = append(opts, reports.WithRetentionOptions(retention.WithLedger(led)))
+	}
+	svc, err := reports.New(cfg.Reports, reports.Store{Conn: conn, Database: cfg.ClickHouse.Database}, reg, log, opts...)
 	if err != nil {
 		return exitCode("reports "+sub, err)
 	}
@@ -334,7 +343,16 @@ func runRetention(ctx context.Context, args []string) int {
 		}
 		return exitCode("retention holds", tw.Flush())
 	}
-	enf, err := retention.New(cfg.Reports.Retention, conn, db, prometheus.NewRegistry(), newLogger())
+	var opts []retention.Option
+	if cfg.Ledger.Enabled && !*dry {
+		led, err := openLedger(cfg, conn, nil, newLogger())
+		if err != nil {
+			return exitCode("retention run", err)
+		}
+		defer led.Close(context.Background())
+		opts = append(opts, retention.WithLedger(led))
+	}
+	enf, err := retention.New(cfg.Reports.Retention, conn, db, prometheus.NewRegistry(), newLogger(), opts...)
 	if err != nil {
 		return exitCode("retention run", err)
 	}

@@ -56,6 +56,7 @@ type SASL struct {
 type Topics struct {
 	Events     string `yaml:"events"`      // agent events, keyed by trace_id
 	DeadLetter string `yaml:"dead_letter"` // records ingest could not accept, with the reason
+	Ledger     string `yaml:"ledger"`      // the tamper-evidence chain (package ledger), one partition
 }
 
 // Defaults fills unset fields.
@@ -71,6 +72,9 @@ func (c *Config) Defaults() {
 	}
 	if c.Topics.DeadLetter == "" {
 		c.Topics.DeadLetter = "agentrail.events.dlq"
+	}
+	if c.Topics.Ledger == "" {
+		c.Topics.Ledger = "agentrail.ledger"
 	}
 }
 
@@ -100,8 +104,8 @@ func (c *Config) Validate() error {
 	if c.TLS != nil && (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
 		return errors.New("kafka.tls: cert_file and key_file go together")
 	}
-	if c.Topics.Events == "" || c.Topics.DeadLetter == "" {
-		return errors.New("kafka.topics: events and dead_letter must be named")
+	if c.Topics.Events == "" || c.Topics.DeadLetter == "" || c.Topics.Ledger == "" {
+		return errors.New("kafka.topics: events, dead_letter and ledger must be named")
 	}
 	return nil
 }

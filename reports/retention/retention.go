@@ -26,6 +26,10 @@
 //	agentrail_retention_rows_held_total{tier}
 //	agentrail_retention_last_success_timestamp_seconds
 //
+// With a ledger (WithLedger), every step is recorded in the tamper-evidence
+// chain: the sealed ranges it changes, before and after, so `agentrail
+// verify` passes across the run (package ledger).
+//
 // It deliberately does not touch other tables (dead letters, violations,
 // alerts, report records), nor redact fields beyond the tier 1 policy:
 // producers redact what must never be stored.
@@ -47,6 +51,8 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/agentrail/agentrail/ledger"
 )
 
 // Actions on a partition.
@@ -100,6 +106,7 @@ type Enforcer struct {
 	log  *slog.Logger
 	now  func() time.Time
 	m    metrics
+	led  *ledger.Ledger
 }
 
 type metrics struct {
@@ -115,6 +122,9 @@ type Option func(*Enforcer)
 
 // WithClock replaces time.Now (tests use a fixed clock).
 func WithClock(now func() time.Time) Option { return func(e *Enforcer) { e.now = now } }
+
+// WithLedger records every step in the tamper-evidence chain.
+func WithLedger(l *ledger.Ledger) Option { return func(e *Enforcer) { e.led = l } }
 
 // New returns an Enforcer for database db. cfg must have passed Validate.
 func New(cfg Config, conn driver.Conn, db string, reg prometheus.Registerer, log *slog.Logger, opts ...Option) (*Enforcer, error) {
@@ -378,7 +388,7 @@ func (e *Enforcer) Enforce(ctx context.Context, dryRun bool, trigger string) (Ru
 			staged = true
 		}
 		i += len(step)
-		if err := e.apply(ctx, step, held, stage); err != nil {
+		if err := e.applyRecorded(ctx, run.ID, step, held, stage); err != nil {
 			run.Err = err
 			_ = e.recordActions(ctx, run.ID, step, "failed", 2)
 			break
@@ -430,6 +440,27 @@ func (r *Run) sum() {
 		r.Stripped += a.Stripped
 		r.Held += a.Held
 	}
+}
+
+// applyRecorded applies a step and, with a ledger, records in the chain what
+// it changed (even when it failed half-way).
+func (e *Enforcer) applyRecorded(ctx context.Context, runID string, step []Action, held heldSet, stage string) error {
+	var ids, actions []string
+	for _, a := range step {
+		if a.Kind != ActionHeld {
+			ids = append(ids, a.PartitionID)
+			actions = append(actions, a.Kind+" "+a.PartitionID)
+		}
+	}
+	if e.led == nil || len(ids) == 0 {
+		return e.apply(ctx, step, held, stage)
+	}
+	change, err := e.led.BeginChange(ctx, ids)
+	if err != nil {
+		return fmt.Errorf("retention: %w", err)
+	}
+	err = e.apply(ctx, step, held, stage)
+	return errors.Join(err, change.Commit(ctx, runID, actions))
 }
 
 // apply carries out one step: a batch of drops, or one rewrite.
