@@ -356,6 +356,11 @@ func replay(chain []*Entry, rep *Report) (map[key]*rstate, map[int32]int64, int)
 				rep.Chain = append(rep.Chain, Problem{e.Seq, "seal body is not valid JSON: " + err.Error()})
 				continue
 			}
+			if c, ok := badColumn(b.Columns); !ok {
+				// The columns become SQL when the seal is recomputed.
+				rep.Chain = append(rep.Chain, Problem{e.Seq, fmt.Sprintf("seal names column %q, which is not a plain identifier", c)})
+				continue
+			}
 			seals++
 			for _, r := range b.Ranges {
 				if f := frontier[r.Partition]; r.From != f {
@@ -580,4 +585,14 @@ func readKafka(ctx context.Context, kc kafkacfg.Config) ([]*Entry, map[int32]int
 		}
 	})
 	return es, evEnds, nil
+}
+
+// badColumn returns the first of cols that is not a plain identifier.
+func badColumn(cols []string) (string, bool) {
+	for _, c := range cols {
+		if !columnRE.MatchString(c) {
+			return c, false
+		}
+	}
+	return "", true
 }
