@@ -35,6 +35,9 @@ func TestConfigErrors(t *testing.T) {
 		{"bad sasl", "kafka:\n  sasl:\n    mechanism: GSSAPI\n", "kafka.sasl.mechanism"},
 		{"password in file", "kafka:\n  sasl:\n    mechanism: PLAIN\n    username: u\n    password: p\n", "field password not found"},
 		{"bad database", "clickhouse:\n  database: \"a-b\"\n", "clickhouse.database"},
+		{"redaction secret in file", "redaction:\n  secret: hunter2hunter2hunter2\n", "redaction.secret: a literal secret is not accepted"},
+		{"redaction bad path", "redaction:\n  rules:\n    - {name: x, paths: [parameter.to], action: mask}\n", "redaction.rules[0].paths[0]: unknown field path"},
+		{"redaction pseudonym without secret", "redaction:\n  rules:\n    - {name: x, paths: [requested_by], action: pseudonym}\n", "pseudonym needs a secret"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
