@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -221,6 +222,41 @@ func TestRedactionEndToEnd(t *testing.T) {
 		t.Errorf("join on the pseudonym found %d rows, want 1", n)
 	}
 
+	// The queries docs/ANALYSTS.md suggests run, and say what happened.
+	q := func(sql string) *strings.Builder {
+		rows, err := conn.Query(bg, strings.ReplaceAll(strings.ReplaceAll(sql, "agentrail.", db+"."), "toMonday(now())", "now() - INTERVAL 1 DAY"))
+		if err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+		defer rows.Close()
+		var b strings.Builder
+		cols := rows.ColumnTypes()
+		for rows.Next() {
+			vals := make([]any, len(cols))
+			for i, c := range cols {
+				vals[i] = reflectNew(c.ScanType())
+			}
+			if err := rows.Scan(vals...); err != nil {
+				t.Fatal(err)
+			}
+			for _, v := range vals {
+				fmt.Fprintf(&b, "%v ", reflectDeref(v))
+			}
+			b.WriteString("\n")
+		}
+		return &b
+	}
+	if out := q(docRedactedThisWeek).String(); !strings.Contains(out, "email pseudonym parameters.to 1 1") || !strings.Contains(out, "card mask rationale 1 1") {
+		t.Errorf("redacted-this-week query:\n%s", out)
+	}
+	if out := q(docLeakingAgents).String(); !strings.Contains(out, "payments") {
+		t.Errorf("leaking-agents query:\n%s", out)
+	}
+	if out := q(strings.ReplaceAll(docJoinOnPseudonym, "EVENT_ID", t1[0].EventID)).String(); strings.Count(out, "\n") != 2 ||
+		!strings.Contains(out, t1[0].TraceID) || !strings.Contains(out, t2[0].TraceID) {
+		t.Errorf("join-on-pseudonym query:\n%s", out)
+	}
+
 	// The dead-letter topic: no raw value in keys, values or headers; the
 	// decodable poison is there redacted, the garbage withheld.
 	dl := consumeAll(t, addr, kc.Topics.DeadLetter, 2)
@@ -299,3 +335,29 @@ func TestDeadLetterKeepRawMasked(t *testing.T) {
 		t.Errorf("agentrail.redacted = %q", mode)
 	}
 }
+
+// The queries of docs/ANALYSTS.md, "Redacted fields and pseudonyms".
+const (
+	docRedactedThisWeek = `SELECT redactions.rule AS rule, redactions.action AS action, redactions.path AS path,
+       count() AS fields, uniq(trace_id) AS traces
+FROM agentrail.v_events
+ARRAY JOIN redactions
+WHERE event_time >= toMonday(now())
+GROUP BY rule, action, path
+ORDER BY fields DESC`
+	docLeakingAgents = `SELECT team, agent_id, tool, count() AS events, groupUniqArray(redactions.path) AS where
+FROM agentrail.v_events
+ARRAY JOIN redactions
+WHERE redactions.rule IN ('secret', 'high_entropy')
+GROUP BY team, agent_id, tool
+ORDER BY events DESC`
+	docJoinOnPseudonym = `WITH (SELECT parameters['to'] FROM agentrail.v_events WHERE event_id = 'EVENT_ID') AS who
+SELECT event_time, agent_id, tool, action, event_type, trace_id
+FROM agentrail.v_events
+WHERE has(mapValues(parameters), who) OR position(rationale, who) > 0
+ORDER BY event_time`
+)
+
+func reflectNew(t reflect.Type) any { return reflect.New(t).Interface() }
+
+func reflectDeref(v any) any { return reflect.ValueOf(v).Elem().Interface() }
