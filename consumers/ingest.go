@@ -19,6 +19,7 @@
 //	agentrail_ingest_retries_total{stage="decode|insert|process|process_insert|produce"}
 //	agentrail_ingest_last_commit_timestamp_seconds
 //	agentrail_ingest_aborted_batches_total
+//	agentrail_ingest_redactions_total{rule,action} (redaction.go)
 package consumers
 
 import (
