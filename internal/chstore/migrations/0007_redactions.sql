@@ -14,5 +14,11 @@ ALTER TABLE {db}.events
 
 -- v_events was created with SELECT *, which expands to the columns of the
 -- time; recreate it (same definition as 0001) so it shows the new column.
-CREATE OR REPLACE VIEW {db}.v_events AS
+-- DROP + CREATE rather than CREATE OR REPLACE: the latter builds a temporary
+-- table and needs DROP TABLE, which the writer role does not have (it has
+-- DROP VIEW). Queries on v_events fail for the instant between the two; a
+-- crash between them is mended by the rerun (the migration is recorded only
+-- when both have run).
+DROP VIEW IF EXISTS {db}.v_events;
+CREATE VIEW IF NOT EXISTS {db}.v_events AS
 SELECT * EXCEPT (kafka_partition, kafka_offset, ingested_at) FROM {db}.events FINAL;
