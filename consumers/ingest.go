@@ -236,7 +236,7 @@ func New(ctx context.Context, cfg Config, reg prometheus.Registerer, log *slog.L
 	if err != nil {
 		return nil, err
 	}
-	red, err := newRedaction(cfg.Redaction, reg)
+	red, err := newRedaction(cfg.Redaction, reg, log)
 	if err != nil {
 		return nil, err
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -26,11 +27,12 @@ type redaction struct {
 	count *prometheus.CounterVec // agentrail_ingest_redactions_total{rule,action}
 }
 
-func newRedaction(cfg redact.Config, reg prometheus.Registerer) (redaction, error) {
+func newRedaction(cfg redact.Config, reg prometheus.Registerer, log *slog.Logger) (redaction, error) {
 	r, err := redact.New(cfg)
 	if err != nil {
 		return redaction{}, fmt.Errorf("consumers: %w", err)
 	}
+	log.Info("redaction before storage", "config", r.Summary())
 	c := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "agentrail_ingest_redactions_total",
 		Help: "Fields redacted in accepted events, by rule or detector and action (a re-consumed batch counts again).",

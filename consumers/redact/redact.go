@@ -124,6 +124,29 @@ func loadSecret(cfg Config) ([]byte, error) {
 	return key, nil
 }
 
+// Summary describes the redaction in force for a start-up log line: rule
+// count, each enabled detector's action, whether a key is loaded. No secret.
+func (r *Redactor) Summary() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "rules=%d detectors=", len(r.rules))
+	n := 0
+	for k := range numKinds {
+		if !r.det.on[k] {
+			continue
+		}
+		if n > 0 {
+			b.WriteByte(',')
+		}
+		n++
+		b.WriteString(k.String() + ":" + r.action[k])
+	}
+	if n == 0 {
+		b.WriteString("none")
+	}
+	fmt.Fprintf(&b, " pseudonym_key=%t keep_raw_undecodable=%t", r.key != nil, r.keepRaw)
+	return b.String()
+}
+
 // KeepRawUndecodable reports the config's keep_raw_undecodable.
 func (r *Redactor) KeepRawUndecodable() bool { return r.keepRaw }
 

@@ -313,6 +313,9 @@ func TestDisabledDetectors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if got, want := r.Summary(), "rules=0 detectors=secret:mask,card:mask,phone:mask,high_entropy:mask pseudonym_key=false keep_raw_undecodable=false"; got != want {
+		t.Errorf("Summary() = %q, want %q", got, want)
+	}
 	e := intent("email", "send", map[string]string{"to": "alice@customer.example", "token": "abc"}, nil, "")
 	r.Redact(e)
 	if e.Intent.Parameters["to"] != "alice@customer.example" || e.Intent.Parameters["token"] != "[secret]" {
