@@ -3,6 +3,7 @@ package consumers
 import (
 	"time"
 
+	"github.com/agentrail/agentrail/consumers/redact"
 	"github.com/agentrail/agentrail/schemas"
 )
 
@@ -20,6 +21,7 @@ var insertColumns = []string{
 	"result_status", "executor", "changed_resource", "side_effects", "error_class",
 	"error_message", "duration_us",
 	"kafka_partition", "kafka_offset",
+	"redactions.path", "redactions.action", "redactions.rule",
 }
 
 // eventColumns holds a batch of events column by column, the layout
@@ -55,13 +57,14 @@ type eventColumns struct {
 	durationUS                                  []int64
 	kafkaPartition                              []int32
 	kafkaOffset                                 []int64
+	redactions                                  redactionColumns
 }
 
 func (c *eventColumns) len() int { return len(c.eventID) }
 
 // add appends one event. Absent bodies contribute zero values: one wide table
 // keeps a trace's events together on disk and every stage in one scan.
-func (c *eventColumns) add(e *schemas.Event, partition int32, offset int64) {
+func (c *eventColumns) add(e *schemas.Event, reds []redact.Redaction, partition int32, offset int64) {
 	c.eventID = append(c.eventID, e.EventID)
 	c.traceID = append(c.traceID, e.TraceID)
 	c.spanID = append(c.spanID, e.SpanID)
@@ -143,6 +146,7 @@ func (c *eventColumns) add(e *schemas.Event, partition int32, offset int64) {
 	c.actionDigest = append(c.actionDigest, digest)
 	c.kafkaPartition = append(c.kafkaPartition, partition)
 	c.kafkaOffset = append(c.kafkaOffset, offset)
+	c.redactions.add(reds)
 }
 
 var (
@@ -180,5 +184,6 @@ func (c *eventColumns) values() []any {
 		c.resultStatus, c.executor, c.changedResource, c.sideEffects, c.errorClass,
 		c.errorMessage, c.durationUS,
 		c.kafkaPartition, c.kafkaOffset,
+		c.redactions.path, c.redactions.action, c.redactions.rule,
 	}
 }

@@ -19,6 +19,7 @@
 //	agentrail_ingest_retries_total{stage="decode|insert|process|process_insert|produce"}
 //	agentrail_ingest_last_commit_timestamp_seconds
 //	agentrail_ingest_aborted_batches_total
+//	agentrail_ingest_redactions_total{rule,action} (redaction.go)
 package consumers
 
 import (
@@ -40,6 +41,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
 
+	"github.com/agentrail/agentrail/consumers/redact"
 	"github.com/agentrail/agentrail/internal/chstore"
 	"github.com/agentrail/agentrail/internal/kafkacfg"
 	"github.com/agentrail/agentrail/schemas"
@@ -51,6 +53,7 @@ type Config struct {
 	ClickHouse  chstore.Config  `yaml:"clickhouse"`
 	RegistryURL string          `yaml:"registry_url"`
 	Ingest      IngestConfig    `yaml:"ingest"`
+	Redaction   redact.Config   `yaml:"redaction"` // before storage: consumers/redaction.go
 }
 
 // IngestConfig holds the ingest stage's own settings.
@@ -78,6 +81,7 @@ type IngestConfig struct {
 func (c *Config) Defaults() {
 	c.Kafka.Defaults()
 	c.ClickHouse.Defaults()
+	c.Redaction.Defaults()
 	in := &c.Ingest
 	if in.Group == "" {
 		in.Group = "agentrail-ingest"
@@ -111,6 +115,9 @@ func (c *Config) Validate() error {
 		return err
 	}
 	if err := c.ClickHouse.Validate(); err != nil {
+		return err
+	}
+	if err := c.Redaction.Validate(); err != nil {
 		return err
 	}
 	in := c.Ingest
@@ -150,6 +157,7 @@ type Ingest struct {
 	closeOnce sync.Once
 
 	procs []Processor
+	red   redaction
 
 	revokedMu sync.Mutex
 	revokedPs []int32 // partitions revoked since the last batch
@@ -228,6 +236,10 @@ func New(ctx context.Context, cfg Config, reg prometheus.Registerer, log *slog.L
 	if err != nil {
 		return nil, err
 	}
+	red, err := newRedaction(cfg.Redaction, reg, log)
+	if err != nil {
+		return nil, err
+	}
 	var src schemas.SchemaSource
 	if cfg.RegistryURL != "" {
 		rc, err := sr.NewClient(sr.URLs(cfg.RegistryURL))
@@ -244,7 +256,7 @@ func New(ctx context.Context, cfg Config, reg prometheus.Registerer, log *slog.L
 	if err != nil {
 		return nil, err
 	}
-	in := &Ingest{cfg: cfg, log: log, dec: dec, now: time.Now, m: m, done: make(chan struct{})}
+	in := &Ingest{cfg: cfg, log: log, dec: dec, now: time.Now, m: m, red: red, done: make(chan struct{})}
 	kopts = append(kopts,
 		kgo.ConsumerGroup(cfg.Ingest.Group),
 		kgo.ConsumeTopics(cfg.Kafka.Topics.Events),
@@ -398,7 +410,8 @@ func (in *Ingest) accept(ctx context.Context, b *batch, r *kgo.Record) error {
 		return nil
 	}
 	b.seen[e.EventID] = struct{}{}
-	b.rows.add(&e, r.Partition, r.Offset)
+	reds := in.redact(&e) // before anything keeps the event (redaction.go)
+	b.rows.add(&e, reds, r.Partition, r.Offset)
 	if len(in.procs) > 0 {
 		b.events = append(b.events, Accepted{Event: e, Partition: r.Partition, Offset: r.Offset})
 	}
@@ -564,7 +577,7 @@ func (in *Ingest) insert(ctx context.Context, b *batch) error {
 			offsets = append(offsets, d.rec.Offset)
 			classes = append(classes, d.class)
 			fields = append(fields, d.field)
-			reasons = append(reasons, d.err.Error())
+			reasons = append(reasons, in.reasonText(d))
 			sizes = append(sizes, uint32(len(d.rec.Value)))
 			sums = append(sums, hex.EncodeToString(sum[:]))
 		}
@@ -598,18 +611,21 @@ const (
 	HeaderSource      = "agentrail.source" // topic/partition/offset of the original
 )
 
+// deadLetterRecord is the dead-letter copy of a rejected record: redacted
+// (deadLetterValue), with the reason and where the original is.
 func (in *Ingest) deadLetterRecord(d deadLetter) *kgo.Record {
 	src := d.rec.Topic + "/" + strconv.Itoa(int(d.rec.Partition)) + "/" + strconv.FormatInt(d.rec.Offset, 10)
+	value, hdrs := in.deadLetterValue(d)
 	return &kgo.Record{
 		Topic: in.cfg.Kafka.Topics.DeadLetter,
-		Key:   d.rec.Key,
-		Value: d.rec.Value,
-		Headers: []kgo.RecordHeader{
-			{Key: HeaderReason, Value: []byte(d.err.Error())},
+		Key:   in.red.r.ScrubBytes(d.rec.Key),
+		Value: value,
+		Headers: append([]kgo.RecordHeader{
+			{Key: HeaderReason, Value: []byte(in.reasonText(d))},
 			{Key: HeaderReasonClass, Value: []byte(d.class)},
 			{Key: HeaderField, Value: []byte(d.field)},
 			{Key: HeaderSource, Value: []byte(src)},
-		},
+		}, hdrs...),
 	}
 }
 

@@ -109,7 +109,8 @@ func decodeBuckets(s string) ([2 * dimBuckets]bucket, bool) {
 	return bs, true
 }
 
-var columnRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,63}$`)
+// columnRE admits plain identifiers and a Nested column's parts (redactions.path).
+var columnRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,63}(\.[A-Za-z_][A-Za-z0-9_]{0,63})?$`)
 
 // Columns lists the events columns a row hash covers: every stored column
 // (ordinary, DEFAULT and MATERIALIZED) except ingested_at and dedup_rank, in

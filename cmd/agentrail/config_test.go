@@ -38,6 +38,9 @@ func TestConfigErrors(t *testing.T) {
 		{"ledger without key", "ledger:\n  enabled: true\n", "ledger.private_key_file"},
 		{"ledger bad public key", "ledger:\n  public_keys: [abc]\n", "ledger.public_keys[0]"},
 		{"ledger interval", "ledger:\n  interval: 2h\n", "ledger.interval"},
+		{"redaction secret in file", "redaction:\n  secret: hunter2hunter2hunter2\n", "redaction.secret: a literal secret is not accepted"},
+		{"redaction bad path", "redaction:\n  rules:\n    - {name: x, paths: [parameter.to], action: mask}\n", "redaction.rules[0].paths[0]: unknown field path"},
+		{"redaction pseudonym without secret", "redaction:\n  rules:\n    - {name: x, paths: [requested_by], action: pseudonym}\n", "pseudonym needs a secret"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -108,6 +110,11 @@ func (d *demo) run(ctx context.Context, duration time.Duration, rate float64, se
 	// Violations that rest on missing evidence (no approval, no decision)
 	// wait this long for it: short, so the demo shows them before it ends.
 	cfg.Correlation.SettleAfter = 5 * time.Second
+	// A pseudonym key for this run, so redaction pseudonymises e-mail
+	// addresses and phone numbers (production: a mounted secret file).
+	if cfg.Redaction.SecretFile, err = writeDemoSecret(d.dir); err != nil {
+		return err
+	}
 	cfg.Defaults()
 	applied, err := migrate(ctx, cfg.ClickHouse)
 	if err != nil {
@@ -201,6 +208,20 @@ func (d *demo) run(ctx context.Context, duration time.Duration, rate float64, se
 	return d.verifyLedger(ctx, cfg)
 }
 
+// writeDemoSecret writes a random pseudonym key into dir, readable by the
+// owner only, and returns its path.
+func writeDemoSecret(dir string) (string, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", err
+	}
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		return "", err
+	}
+	p := filepath.Join(dir, "redaction.key")
+	return p, os.WriteFile(p, []byte(hex.EncodeToString(key)), 0o600)
+}
+
 func (d *demo) sendPoison(ctx context.Context, kc kafkacfg.Config) (int, error) {
 	cl, err := newKafkaClient(kc)
 	if err != nil {
@@ -282,7 +303,15 @@ func (d *demo) report(ctx context.Context, db string) error {
 			        uniqExactIf(trace_id, outcome = 'deny') AS denied,
 			        uniqExactIf(trace_id, result_status IN ('failure', 'error')) AS failed
 			 FROM {db}.v_events`},
-		{"Dead letters (original bytes on the agentrail.events.dlq topic)",
+		{"Redactions before storage, by detector or rule (the raw values never reached ClickHouse, the dead-letter topic or the logs)",
+			`SELECT redactions.rule AS rule, redactions.action AS action, count() AS fields, uniqExact(event_id) AS events,
+			        any(redactions.path) AS example_path
+			 FROM {db}.v_events ARRAY JOIN redactions GROUP BY rule, action ORDER BY fields DESC`},
+		{"Customers support wrote to, joined on their pseudonymised addresses",
+			`SELECT parameters['to'] AS customer, count() AS emails, uniqExact(agent_id) AS agents, uniqExact(requested_by) AS requesters
+			 FROM {db}.v_events WHERE tool = 'email' AND action = 'send' AND has(redactions.rule, 'email')
+			 GROUP BY customer ORDER BY emails DESC`},
+		{"Dead letters (redacted copies on the agentrail.events.dlq topic)",
 			`SELECT reason_class, field, count() AS records, any(reason) AS example_reason
 			 FROM {db}.dead_letters FINAL GROUP BY reason_class, field ORDER BY records DESC`},
 	}

@@ -28,6 +28,7 @@ func commands() []command {
 		{"ingest", "consume agent events from Kafka into ClickHouse", runIngest},
 		{"simulate", "publish events from a simulated fleet of agents", runSimulate},
 		{"replay", "publish canonical-JSON events from a file, reporting rejected lines", runReplay},
+		{"pseudonym", "print the stored pseudonym of each value on stdin (needs the redaction secret)", runPseudonym},
 		{"trace", "print one trace as a timeline: who, what, which policy, who approved, what happened", runTrace},
 		{"rules", "check a rule file, or backtest rules over stored events", runRules},
 		{"registry", "validate and load the agent registry (agents, owners, grants)", runRegistry},

@@ -56,6 +56,11 @@ type Tool struct {
 	Context    func(r *rand.Rand) map[string]string
 }
 
+// customerContacts are the customers support writes to: the same people
+// recur, so their pseudonymised addresses join across events (the demo
+// shows redaction at work; see consumers/redact).
+var customerContacts = []string{"jane.doe@mail.example", "m.rossi@posteo.example", "kwame.asante@inbox.example", "li.na@mail.example"}
+
 var (
 	models   = []string{"claude-sonnet-4-5", "gpt-4.1-2025-04-14", "gemini-2.5-pro", "llama-3.3-70b-instruct", "mistral-large-2411"}
 	channels = []string{"slack", "slack", "slack", "email", "web-console"}
@@ -148,8 +153,9 @@ func DefaultTeams() []Team {
 					Params: func(r *rand.Rand) map[string]string {
 						return map[string]string{"amount": money(r, 5, 4000), "currency": "USD", "reason": "duplicate_charge"}
 					},
-					Rationales: []string{"customer charged twice for the same order, second charge matches first to the cent", "service outage credit per SLA section 4.2"},
-					Context:    ticketContext},
+					Rationales: []string{"customer charged twice for the same order, second charge matches first to the cent", "service outage credit per SLA section 4.2",
+						"customer paid twice with card 4242 4242 4242 4242, second charge matches first to the cent"},
+					Context: ticketContext},
 				{Tool: "payments", Action: "transfer", ActionClass: "payment", Tier: 3, Weight: 3,
 					PolicyID: "tier3-money-movement", MatchedRule: "payment_requires_approval", DenyRate: 0.06,
 					DenyReasons: []string{"payee not in vendor master", "transfer above daily payment limit"},
@@ -189,8 +195,9 @@ func DefaultTeams() []Team {
 					Params: func(r *rand.Rand) map[string]string {
 						return map[string]string{"tone": "empathetic", "language": pick(r, []string{"en", "de", "es", "fr"})}
 					},
-					Rationales: []string{"customer reports a login loop after password reset, KB article 1042 applies", "shipping delay question, tracking shows the parcel in transit"},
-					Context:    ticketContext},
+					Rationales: []string{"customer reports a login loop after password reset, KB article 1042 applies", "shipping delay question, tracking shows the parcel in transit",
+						"jane.doe@mail.example says she was charged twice, asks for a callback on +1 415 555 0134"},
+					Context: ticketContext},
 				{Tool: "email", Action: "send", ActionClass: "send", Tier: 2, Weight: 18,
 					PolicyID: "tier2-customer-comms", MatchedRule: "customer_send_quota", ApprovalRate: 0.08, Quota: 150,
 					Median: 400 * time.Millisecond, Writes: true, SideEffect: "email:msg-",
@@ -198,7 +205,8 @@ func DefaultTeams() []Team {
 					Errors:   []string{"smtp_timeout", "rate_limited"},
 					Target:   func(r *rand.Rand) string { return "customer:cus_" + digits(r, 7) },
 					Params: func(r *rand.Rand) map[string]string {
-						return map[string]string{"template": "support_reply", "thread": "SUP-" + digits(r, 6), "attachments": "0"}
+						return map[string]string{"template": "support_reply", "thread": "SUP-" + digits(r, 6), "attachments": "0",
+							"to": pick(r, customerContacts)}
 					},
 					Rationales: []string{"send approved draft resolving the customer's billing question", "follow up after fix deployed for the reported export bug"},
 					Context:    ticketContext},
@@ -254,7 +262,8 @@ func DefaultTeams() []Team {
 					Params: func(r *rand.Rand) map[string]string {
 						return map[string]string{"window": "15m", "level": "error", "region": pick(r, regions)}
 					},
-					Rationales: []string{"error rate alert fired, look for the first failing request", "latency regression after the last deploy"},
+					Rationales: []string{"error rate alert fired, look for the first failing request", "latency regression after the last deploy",
+						"401s since the key rotation, failing request sent api_key=sk_live_4eC39HqLyjWDarjtT1zdp7dc"},
 					Context: func(r *rand.Rand) map[string]string {
 						return map[string]string{"alert": "ALR-" + digits(r, 5), "severity": pick(r, []string{"sev2", "sev3"}), "runbook": "rb-" + digits(r, 3)}
 					}},
