@@ -154,7 +154,8 @@ func (e *env) plant(ctx context.Context, em *producers.Emitter) []plant {
 		for _, ev := range a.Events() {
 			p.ids = append(p.ids, ev.EventID)
 			for {
-				err := em.Emit(ctx, &ev)
+				// Not ctx: a plant begun is emitted whole.
+				err := em.Emit(context.Background(), &ev)
 				if err == nil || !errors.Is(err, producers.ErrBufferFull) {
 					break
 				}
