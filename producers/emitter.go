@@ -346,7 +346,7 @@ func (e *Emitter) publish(ctx context.Context, ev *schemas.Event, now time.Time)
 		e.m.invalid.Inc()
 		return fmt.Errorf("producers: encode %s event: %w", ev.Type, err)
 	}
-	if err := e.acquire(ctx); err != nil {
+	if err := e.acquire(ctx, now); err != nil {
 		e.recycle(p)
 		return err
 	}
@@ -363,14 +363,16 @@ func (e *Emitter) publish(ctx context.Context, ev *schemas.Event, now time.Time)
 	return nil
 }
 
-// acquire takes a buffer slot, waiting at most BlockLimit.
-func (e *Emitter) acquire(ctx context.Context) error {
+// acquire takes a buffer slot, waiting until BlockLimit after the call
+// began (validation and encoding count against the limit too), less
+// wakeMargin.
+func (e *Emitter) acquire(ctx context.Context, began time.Time) error {
 	select {
 	case e.slots <- struct{}{}:
 		return nil
 	default:
 	}
-	t := time.NewTimer(e.cfg.BlockLimit)
+	t := time.NewTimer(e.cfg.BlockLimit - wakeMargin(e.cfg.BlockLimit) - time.Since(began))
 	defer t.Stop()
 	select {
 	case e.slots <- struct{}{}:
@@ -388,6 +390,12 @@ func (e *Emitter) acquire(ctx context.Context) error {
 	e.m.bufferFull.Inc()
 	return ErrBufferFull
 }
+
+// wakeMargin is how much earlier than the limit a waiting call gives up:
+// a timer's goroutine runs a little after the timer fires (0.2-0.7 ms
+// measured under load by agentrail bench), and the call must still return
+// within the limit.
+func wakeMargin(limit time.Duration) time.Duration { return min(limit/10, time.Millisecond) }
 
 func (e *Emitter) recycle(p *pending) {
 	if cap(p.buf) > maxPooledBuf {

@@ -237,6 +237,40 @@ func TestBackwardCompatibility(t *testing.T) {
 	}
 }
 
+// TestEncodeGolden pins the bytes the encoder writes for the sample events
+// (plus one with several labels: map entries go in key order). A change here
+// is a wire change: it must still decode with every published schema's
+// reader, and be deliberate (-update).
+func TestEncodeGolden(t *testing.T) {
+	events := sampleEvents()
+	labelled := *events[0]
+	labelled.SessionID = "run-42"
+	labelled.Labels = map[string]string{"zone": "eu", "app": "billing", "cost_center": "f-17"}
+	events = append(events, &labelled)
+	enc := NewSingleObjectEncoder()
+	var got strings.Builder
+	for _, e := range events {
+		b, err := enc.AppendEncode(nil, e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(&got, "%s %x\n", e.Type, b)
+	}
+	golden := filepath.Join("testdata", "events.v2.avro.hex")
+	if *update {
+		if err := os.WriteFile(golden, []byte(got.String()), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatalf("%v (run go test ./schemas -update once)", err)
+	}
+	if got.String() != string(want) {
+		t.Fatalf("encoded bytes changed; if intended, run with -update\n got %s\nwant %s", got.String(), want)
+	}
+}
+
 func TestDecodeMalformed(t *testing.T) {
 	dec, _ := NewDecoder(nil)
 	good, _ := NewSingleObjectEncoder().AppendEncode(nil, sampleEvents()[0])

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime/pprof"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -23,10 +24,20 @@ func runBench(ctx context.Context, args []string) int {
 	fs.IntVar(&cfg.QueryEvents, "query-events", 10_000_000, "rows in the analyst-query table")
 	fs.DurationVar(&cfg.Steady, "steady", 20*time.Second, "length of the freshness run")
 	fs.StringVar(&cfg.Dir, "dir", "./data/bench", "working directory (emptied first)")
+	fs.Float64Var(&cfg.FreshRate, "fresh-rate", 0, "steady load of the freshness run, events/s (0: half of ours' median)")
+	only := fs.String("only", "", "run only these phases, comma-separated: "+strings.Join(bench.Phases, ","))
+	fs.IntVar(&cfg.Peer.Consumers, "peer-consumers", 0, "peer: kafka_num_consumers (0: the CPU count)")
+	fs.BoolVar(&cfg.Peer.ThreadPerConsumer, "peer-thread-per-consumer", true, "peer: kafka_thread_per_consumer")
+	fs.IntVar(&cfg.Peer.MaxBlockSize, "peer-max-block-size", 0, "peer: kafka_max_block_size (0: 262144)")
+	fs.IntVar(&cfg.Peer.PollMaxBatch, "peer-poll-max-batch", 0, "peer: kafka_poll_max_batch_size (0: 65536)")
+	fs.DurationVar(&cfg.Peer.FlushInterval, "peer-flush-interval", 0, "peer: kafka_flush_interval_ms (0: 1s)")
 	verbose := fs.Bool("v", false, "show the components' logs")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to FILE (go tool pprof)")
 	if ok, code := parseFlags(fs, args); !ok {
 		return code
+	}
+	if *only != "" {
+		cfg.Only = strings.Split(*only, ",")
 	}
 	level := slog.LevelWarn
 	if *verbose {

@@ -15,10 +15,15 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
+	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
@@ -27,7 +32,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/agentrail/agentrail/consumers"
-	"github.com/agentrail/agentrail/internal/broker"
 	"github.com/agentrail/agentrail/internal/chserver"
 	"github.com/agentrail/agentrail/internal/chstore"
 	"github.com/agentrail/agentrail/internal/kafkacfg"
@@ -41,14 +45,25 @@ type Config struct {
 	Runs        int           // repetitions of each throughput run (default 3)
 	QueryEvents int           // rows for the analyst-query table (default 10,000,000)
 	Steady      time.Duration // length of the freshness run (default 20s)
-	Bin         string        // agentrail binary, to start ClickHouse
-	Dir         string        // working directory (emptied)
-	Out         io.Writer
-	Log         *slog.Logger
+	// FreshRate is the steady load of the freshness run, events/s; 0 means
+	// half of ours' median throughput (5,000 when ours is not run).
+	FreshRate float64
+	// Only limits the run to these phases (Phases lists them); empty runs
+	// all of them.
+	Only []string
+	Peer PeerSettings
+	Bin  string // agentrail binary, to start the broker and ClickHouse
+	Dir  string // working directory (emptied)
+	Out  io.Writer
+	Log  *slog.Logger
 	// Processors builds the in-ingest stages (correlation, anomaly rules)
 	// for a run's database, exactly as `agentrail ingest` does.
 	Processors func(ctx context.Context, cfg consumers.Config, reg prometheus.Registerer) ([]consumers.Processor, error)
 }
+
+// Phases are the parts of the benchmark, in the order they run; Config.Only
+// picks among them. storage needs ours (it measures ours' first table).
+var Phases = []string{"ours", "peer", "storage", "fresh", "producer", "queries"}
 
 func (c *Config) defaults() {
 	if c.Events == 0 {
@@ -63,7 +78,36 @@ func (c *Config) defaults() {
 	if c.Steady == 0 {
 		c.Steady = 20 * time.Second
 	}
+	c.Peer.defaults()
 }
+
+// Validate checks the config without I/O; errors name the flag.
+func (c *Config) Validate() error {
+	for _, p := range c.Only {
+		if !slices.Contains(Phases, p) {
+			return fmt.Errorf("bench: --only: unknown phase %q (want some of %s)", p, strings.Join(Phases, ","))
+		}
+	}
+	if c.has("storage") && !c.has("ours") {
+		return errors.New("bench: --only: storage measures ours' table: add ours")
+	}
+	switch {
+	case c.Events < 1000 || c.Events > 100_000_000:
+		return fmt.Errorf("bench: --events %d out of range 1000..100000000", c.Events)
+	case c.Runs < 1 || c.Runs > 20:
+		return fmt.Errorf("bench: --runs %d out of range 1..20", c.Runs)
+	case c.QueryEvents < 1000 || c.QueryEvents > 1_000_000_000:
+		return fmt.Errorf("bench: --query-events %d out of range 1000..1000000000", c.QueryEvents)
+	case c.Steady < 5*time.Second || c.Steady > time.Hour:
+		return fmt.Errorf("bench: --steady %s out of range 5s..1h", c.Steady)
+	case c.FreshRate < 0 || c.FreshRate > 1_000_000:
+		return fmt.Errorf("bench: --fresh-rate %.0f out of range 0..1000000", c.FreshRate)
+	}
+	return c.Peer.validate()
+}
+
+// has reports whether phase p runs.
+func (c *Config) has(p string) bool { return len(c.Only) == 0 || slices.Contains(c.Only, p) }
 
 const (
 	avroTopic = "agentrail.events"
@@ -72,111 +116,227 @@ const (
 
 // env is what every phase uses: the broker, the server, a connection.
 type env struct {
-	cfg   Config
-	kc    kafkacfg.Config
-	ch    *chserver.Process
-	conn  driver.Conn
-	adm   *kadm.Client
-	cl    *kgo.Client
-	close func()
+	cfg    Config
+	kc     kafkacfg.Config
+	ch     *chserver.Process
+	broker *exec.Cmd
+	conn   driver.Conn
+	adm    *kadm.Client
+	cl     *kgo.Client
+	close  func()
 }
 
-// Run runs every phase and prints the results.
+// Run runs the configured phases and prints the results.
 func Run(ctx context.Context, cfg Config) error {
 	cfg.defaults()
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	began := time.Now()
 	e, err := setup(ctx, cfg)
 	if err != nil {
 		return err
 	}
 	defer e.close()
 	out := cfg.Out
-	fmt.Fprintf(out, "agentrail bench: %d CPUs (%s), GOMAXPROCS %d, %d events × %d runs\n\n",
-		runtime.NumCPU(), cpuModel(), runtime.GOMAXPROCS(0), cfg.Events, cfg.Runs)
-
-	gen, err := e.produce(ctx)
-	if err != nil {
-		return err
+	fmt.Fprintf(out, "agentrail bench: %s\n%d events × %d runs; phases: %s\n\n",
+		machine(), cfg.Events, cfg.Runs, strings.Join(cfg.phases(), ", "))
+	var took []string
+	phase := func(name string, start time.Time) {
+		took = append(took, fmt.Sprintf("%s %s", name, time.Since(start).Round(time.Second)))
 	}
-	fmt.Fprintf(out, "loaded %d events into the broker (Avro %.0f B/event, canonical JSON %.0f B/event) in %s\n\n",
-		cfg.Events, gen.avroBytes/float64(cfg.Events), gen.jsonBytes/float64(cfg.Events), gen.took.Round(time.Millisecond))
 
 	var r results
+	if cfg.has("ours") || cfg.has("peer") {
+		start := time.Now()
+		gen, err := e.produce(ctx)
+		if err != nil {
+			return fmt.Errorf("bench: load: %w", err)
+		}
+		fmt.Fprintf(out, "loaded %d events into the broker once, for every run (Avro %.0f B/event, canonical JSON %.0f B/event) in %s\n",
+			cfg.Events, gen.avroBytes/float64(cfg.Events), gen.jsonBytes/float64(cfg.Events), gen.took.Round(time.Millisecond))
+		phase("load", start)
+	}
 	for i := range cfg.Runs {
-		o, err := e.runOurs(ctx, i)
-		if err != nil {
-			return fmt.Errorf("bench: ours run %d: %w", i+1, err)
+		if cfg.has("ours") {
+			start := time.Now()
+			o, err := e.runOurs(ctx, i)
+			if err != nil {
+				return fmt.Errorf("bench: ours run %d: %w", i+1, err)
+			}
+			fmt.Fprintf(out, "run %d: ours %.0f events/s, CPU-µs/event %s\n", i+1, o.rate, o.cpu)
+			r.ours = append(r.ours, o)
+			phase(fmt.Sprintf("ours#%d", i+1), start)
 		}
-		p, err := e.runPeer(ctx, i)
-		if err != nil {
-			return fmt.Errorf("bench: peer run %d: %w", i+1, err)
+		if cfg.has("peer") {
+			start := time.Now()
+			p, err := e.runPeer(ctx, i)
+			if err != nil {
+				return fmt.Errorf("bench: peer run %d: %w", i+1, err)
+			}
+			fmt.Fprintf(out, "run %d: peer %.0f events/s, CPU-µs/event %s\n", i+1, p.rate, p.cpu)
+			r.peer = append(r.peer, p)
+			phase(fmt.Sprintf("peer#%d", i+1), start)
 		}
-		fmt.Fprintf(out, "run %d: ours %.0f events/s (%.2f CPU-µs/event), peer %.0f events/s (%.2f CPU-µs/event)\n",
-			i+1, o.rate, o.cpuPerEvent, p.rate, p.cpuPerEvent)
-		r.ours = append(r.ours, o)
-		r.peer = append(r.peer, p)
 	}
-	if r.storage, err = e.storage(ctx, "bench_ours_0"); err != nil {
-		return err
+	if cfg.has("storage") {
+		start := time.Now()
+		if r.storage, err = e.storage(ctx, "bench_ours_0"); err != nil {
+			return fmt.Errorf("bench: storage: %w", err)
+		}
+		phase("storage", start)
 	}
-	half := summarize(r.oursRates()).median / 2
-	if r.fresh, err = e.freshness(ctx, half); err != nil {
-		return fmt.Errorf("bench: freshness: %w", err)
+	if cfg.has("fresh") {
+		start := time.Now()
+		rate := cfg.FreshRate
+		if rate == 0 {
+			rate = 5000
+			if len(r.ours) > 0 {
+				rate = summarize(r.oursRates()).median / 2
+			}
+		}
+		if r.fresh, err = e.freshness(ctx, rate); err != nil {
+			return fmt.Errorf("bench: freshness: %w", err)
+		}
+		phase("fresh", start)
 	}
-	if r.block, err = producerBlock(ctx); err != nil {
-		return fmt.Errorf("bench: producer block: %w", err)
+	if cfg.has("producer") {
+		start := time.Now()
+		if r.block, err = producerBlock(ctx); err != nil {
+			return fmt.Errorf("bench: producer block: %w", err)
+		}
+		phase("producer", start)
 	}
-	if r.queries, err = e.analystQueries(ctx); err != nil {
-		return fmt.Errorf("bench: analyst queries: %w", err)
+	if cfg.has("queries") {
+		start := time.Now()
+		if r.queries, err = e.analystQueries(ctx); err != nil {
+			return fmt.Errorf("bench: analyst queries: %w", err)
+		}
+		phase("queries", start)
 	}
 	fmt.Fprintln(out)
 	r.print(out, cfg)
+	fmt.Fprintf(out, "\npeer settings: %s\n", cfg.Peer)
+	fmt.Fprintf(out, "took %s: %s\n", time.Since(began).Round(time.Second), strings.Join(took, ", "))
 	return nil
 }
 
+func (c *Config) phases() []string {
+	var ps []string
+	for _, p := range Phases {
+		if c.has(p) {
+			ps = append(ps, p)
+		}
+	}
+	return ps
+}
+
+// setup starts the broker and ClickHouse as child processes of their own,
+// so that each one's CPU is measured apart from ingest's (this process).
 func setup(ctx context.Context, cfg Config) (*env, error) {
 	if err := os.RemoveAll(cfg.Dir); err != nil {
 		return nil, err
 	}
+	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
+		return nil, err
+	}
 	var kc kafkacfg.Config
 	kc.Defaults()
-	b, err := broker.Start(broker.Config{Partitions: 12, Topics: []string{avroTopic, jsonTopic, kc.Topics.DeadLetter}})
+	bcmd, addr, err := startBroker(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
-	kc.Brokers = b.ListenAddrs()
+	stopBroker := func() {
+		_ = bcmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { _ = bcmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = bcmd.Process.Kill()
+			<-done
+		}
+	}
+	kc.Brokers = []string{addr}
 	tcp, err1 := chserver.FreePort()
 	httpPort, err2 := chserver.FreePort()
 	if err := errors.Join(err1, err2); err != nil {
-		b.Close()
+		stopBroker()
 		return nil, err
 	}
 	ch, err := chserver.StartProcess(ctx, cfg.Bin, chserver.Config{DataDir: filepath.Join(cfg.Dir, "clickhouse"),
 		TCPPort: tcp, HTTPPort: httpPort, Logger: cfg.Log})
 	if err != nil {
-		b.Close()
+		stopBroker()
 		return nil, err
 	}
 	conn, err := chstore.Open(ctx, chstore.Config{Addr: []string{ch.Addr()}, Database: "default", Username: "default"})
 	if err != nil {
 		_ = ch.Kill()
-		b.Close()
+		stopBroker()
 		return nil, err
 	}
 	cl, err := kgo.NewClient(kgo.SeedBrokers(kc.Brokers...), kgo.ProducerLinger(5*time.Millisecond),
 		kgo.ProducerBatchMaxBytes(4<<20), kgo.MaxBufferedRecords(200_000))
 	if err != nil {
+		conn.Close()
+		_ = ch.Kill()
+		stopBroker()
 		return nil, err
 	}
-	e := &env{cfg: cfg, kc: kc, ch: ch, conn: conn, cl: cl, adm: kadm.NewClient(cl)}
+	e := &env{cfg: cfg, kc: kc, ch: ch, broker: bcmd, conn: conn, cl: cl, adm: kadm.NewClient(cl)}
 	e.close = func() {
 		cl.Close()
 		conn.Close()
 		stop, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		_ = ch.Stop(stop)
-		b.Close()
+		stopBroker()
+	}
+	if err := kafkacfg.EnsureTopics(ctx, cl, 12, avroTopic, jsonTopic, kc.Topics.DeadLetter); err != nil {
+		e.close()
+		return nil, err
+	}
+	if err := conn.QueryRow(ctx, "SELECT version()").Scan(&chVersion); err != nil {
+		e.close()
+		return nil, err
 	}
 	return e, nil
+}
+
+// startBroker runs `agentrail broker` in memory on a free port and waits
+// until it accepts connections.
+func startBroker(ctx context.Context, cfg Config) (*exec.Cmd, string, error) {
+	port, err := chserver.FreePort()
+	if err != nil {
+		return nil, "", err
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	cmd := exec.Command(cfg.Bin, "broker", "--port", strconv.Itoa(port), "--data-dir", "", "--partitions", "12")
+	logf, err := os.Create(filepath.Join(cfg.Dir, "broker.log"))
+	if err != nil {
+		return nil, "", err
+	}
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return nil, "", fmt.Errorf("bench: start broker: %w", err)
+	}
+	logf.Close() // the child has its own descriptor
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+			return cmd, addr, nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+			return nil, "", fmt.Errorf("bench: broker on %s not ready in 30s (see %s): %w", addr, filepath.Join(cfg.Dir, "broker.log"), err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 type generated struct {
@@ -235,8 +395,9 @@ func (e *env) produce(ctx context.Context) (generated, error) {
 }
 
 type throughput struct {
-	rate, cpuPerEvent float64 // events/s, CPU-µs per event across processes
-	elapsed           time.Duration
+	rate    float64 // events/s
+	cpu     cpuPerEvent
+	elapsed time.Duration
 }
 
 // runOurs ingests every event into a fresh database with the in-ingest
@@ -265,7 +426,7 @@ func (e *env) runOurs(ctx context.Context, i int) (throughput, error) {
 	defer in.Close(context.Background())
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
-	cpu0, err := cpuTime(e.ch.Pid())
+	cpu0, err := e.cpuNow()
 	if err != nil {
 		stop()
 		return throughput{}, err
@@ -274,7 +435,7 @@ func (e *env) runOurs(ctx context.Context, i int) (throughput, error) {
 	go func() { done <- in.Run(runCtx) }()
 	err = e.waitCommitted(ctx, cfg.Ingest.Group, avroTopic, done)
 	elapsed := time.Since(start)
-	cpu1, cerr := cpuTime(e.ch.Pid())
+	cpu1, cerr := e.cpuNow()
 	stop()
 	<-done
 	if err := errors.Join(err, cerr); err != nil {
@@ -287,8 +448,7 @@ func (e *env) runOurs(ctx context.Context, i int) (throughput, error) {
 	if int(stored) != e.cfg.Events {
 		return throughput{}, fmt.Errorf("ours stored %d events, want %d", stored, e.cfg.Events)
 	}
-	return throughput{rate: float64(e.cfg.Events) / elapsed.Seconds(),
-		cpuPerEvent: float64((cpu1 - cpu0).Microseconds()) / float64(e.cfg.Events), elapsed: elapsed}, nil
+	return throughput{rate: float64(e.cfg.Events) / elapsed.Seconds(), cpu: cpu1.sub(cpu0).per(e.cfg.Events), elapsed: elapsed}, nil
 }
 
 // waitCommitted waits until group has committed the end offset of every
@@ -321,6 +481,27 @@ func (e *env) waitCommitted(ctx context.Context, group, topic string, done <-cha
 		}
 	}
 }
+
+// machine describes where the benchmark runs: CPU model and count, memory,
+// Go and ClickHouse versions.
+func machine() string {
+	mem := "unknown memory"
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if f := strings.Fields(l); len(f) >= 2 && f[0] == "MemTotal:" {
+				if kb, err := strconv.ParseFloat(f[1], 64); err == nil {
+					mem = fmt.Sprintf("%.1f GiB RAM", kb/(1<<20))
+				}
+			}
+		}
+	}
+	return fmt.Sprintf("%d CPUs (%s), %s, GOMAXPROCS %d, %s, ClickHouse %s (libchdb %s)",
+		runtime.NumCPU(), cpuModel(), mem, runtime.GOMAXPROCS(0), runtime.Version(), chVersion, chserver.LibVersion)
+}
+
+// chVersion is the engine's version, as `SELECT version()` prints it;
+// filled by setup.
+var chVersion = "?"
 
 func cpuModel() string {
 	b, err := os.ReadFile("/proc/cpuinfo")

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"slices"
@@ -10,22 +11,36 @@ import (
 	"time"
 )
 
-// cpuTime returns the user+system CPU time used so far by this process and,
-// if pid > 0, by process pid: "across all processes" of the pipeline.
-func cpuTime(pid int) (time.Duration, error) {
+// cpuSample is the CPU time (user + system) used so far by each process of
+// the pipeline: this one (ingest, when ours runs), the broker and ClickHouse.
+type cpuSample struct{ self, broker, clickhouse time.Duration }
+
+func (e *env) cpuNow() (cpuSample, error) {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0, err
+		return cpuSample{}, err
 	}
-	total := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-	if pid > 0 {
-		d, err := procCPU(pid)
-		if err != nil {
-			return 0, err
-		}
-		total += d
-	}
-	return total, nil
+	s := cpuSample{self: time.Duration(ru.Utime.Nano() + ru.Stime.Nano())}
+	var err1, err2 error
+	s.broker, err1 = procCPU(e.broker.Process.Pid)
+	s.clickhouse, err2 = procCPU(e.ch.Pid())
+	return s, errors.Join(err1, err2)
+}
+
+func (s cpuSample) sub(o cpuSample) cpuSample {
+	return cpuSample{self: s.self - o.self, broker: s.broker - o.broker, clickhouse: s.clickhouse - o.clickhouse}
+}
+
+// cpuPerEvent is CPU-µs per event, by process and in total.
+type cpuPerEvent struct{ total, self, broker, clickhouse float64 }
+
+func (s cpuSample) per(events int) cpuPerEvent {
+	us := func(d time.Duration) float64 { return float64(d.Microseconds()) / float64(events) }
+	return cpuPerEvent{total: us(s.self + s.broker + s.clickhouse), self: us(s.self), broker: us(s.broker), clickhouse: us(s.clickhouse)}
+}
+
+func (c cpuPerEvent) String() string {
+	return fmt.Sprintf("%.1f (bench process %.1f, broker %.1f, ClickHouse %.1f)", c.total, c.self, c.broker, c.clickhouse)
 }
 
 // procCPU reads utime+stime of pid from /proc/pid/stat (clock ticks of

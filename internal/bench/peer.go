@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"strings"
 	"time"
 
@@ -30,7 +31,7 @@ const peerKafkaTable = `CREATE TABLE {db}.kafka_events (
 		side_effects Array(String), error_class String, error_message String, duration_us Int64)
 ) ENGINE = Kafka SETTINGS
 	kafka_broker_list = '{brokers}', kafka_topic_list = '{topic}', kafka_group_name = '{group}',
-	kafka_format = 'JSONEachRow', kafka_num_consumers = 2, kafka_thread_per_consumer = 1`
+	kafka_format = 'JSONEachRow', {settings}`
 
 // peerView flattens into the same events table our migrations create.
 const peerView = `CREATE MATERIALIZED VIEW {db}.kafka_to_events TO {db}.events AS SELECT
@@ -56,6 +57,60 @@ const peerView = `CREATE MATERIALIZED VIEW {db}.kafka_to_events TO {db}.events A
 	toInt32(_partition) AS kafka_partition, toInt64(_offset) AS kafka_offset
 FROM {db}.kafka_events`
 
+// PeerSettings are the Kafka-engine table's tuning knobs: the peer gets its
+// best reasonable settings on this machine, stated with its results.
+type PeerSettings struct {
+	Consumers         int           // kafka_num_consumers; default the CPU count
+	ThreadPerConsumer bool          // kafka_thread_per_consumer: each consumer flushes in parallel
+	MaxBlockSize      int           // kafka_max_block_size: rows per insert
+	PollMaxBatch      int           // kafka_poll_max_batch_size: messages per poll
+	FlushInterval     time.Duration // kafka_flush_interval_ms: flush a smaller block after this
+}
+
+func (p *PeerSettings) defaults() {
+	if p.Consumers == 0 {
+		p.Consumers = runtime.NumCPU()
+	}
+	if p.MaxBlockSize == 0 {
+		p.MaxBlockSize = 262_144
+	}
+	if p.PollMaxBatch == 0 {
+		p.PollMaxBatch = 65_536
+	}
+	if p.FlushInterval == 0 {
+		p.FlushInterval = time.Second
+	}
+}
+
+func (p PeerSettings) validate() error {
+	switch {
+	case p.Consumers < 1 || p.Consumers > 12:
+		return fmt.Errorf("bench: --peer-consumers %d out of range 1..12 (the topic's partitions)", p.Consumers)
+	case p.MaxBlockSize < 1000 || p.MaxBlockSize > 10_000_000:
+		return fmt.Errorf("bench: --peer-max-block-size %d out of range 1000..10000000", p.MaxBlockSize)
+	case p.PollMaxBatch < 100 || p.PollMaxBatch > 10_000_000:
+		return fmt.Errorf("bench: --peer-poll-max-batch %d out of range 100..10000000", p.PollMaxBatch)
+	case p.FlushInterval < 100*time.Millisecond || p.FlushInterval > time.Minute:
+		return fmt.Errorf("bench: --peer-flush-interval %s out of range 100ms..1m", p.FlushInterval)
+	}
+	return nil
+}
+
+func (p PeerSettings) sql() string {
+	return fmt.Sprintf("kafka_num_consumers = %d, kafka_thread_per_consumer = %d, kafka_max_block_size = %d, "+
+		"kafka_poll_max_batch_size = %d, kafka_flush_interval_ms = %d",
+		p.Consumers, b2i(p.ThreadPerConsumer), p.MaxBlockSize, p.PollMaxBatch, p.FlushInterval.Milliseconds())
+}
+
+func (p PeerSettings) String() string { return p.sql() }
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
 // runPeer has ClickHouse's Kafka engine read the canonical-JSON copy of the
 // same events into an equivalent table through a materialized view, timing
 // from the table's creation until every event is stored.
@@ -65,8 +120,8 @@ func (e *env) runPeer(ctx context.Context, i int) (throughput, error) {
 		return throughput{}, err
 	}
 	r := strings.NewReplacer("{db}", db, "{brokers}", strings.Join(e.kc.Brokers, ","), "{topic}", jsonTopic,
-		"{group}", fmt.Sprintf("bench-peer-%d", i))
-	cpu0, err := cpuTime(e.ch.Pid())
+		"{group}", fmt.Sprintf("bench-peer-%d", i), "{settings}", e.cfg.Peer.sql())
+	cpu0, err := e.cpuNow()
 	if err != nil {
 		return throughput{}, err
 	}
@@ -77,7 +132,9 @@ func (e *env) runPeer(ctx context.Context, i int) (throughput, error) {
 			return throughput{}, fmt.Errorf("%s: %w", strings.SplitN(ddl, "(", 2)[0], err)
 		}
 	}
-	deadline := start.Add(10 * time.Minute)
+	// A bound against a peer that stopped, not a target: 1,000 events/s.
+	limit := max(5*time.Minute, time.Duration(e.cfg.Events)*time.Millisecond)
+	deadline := start.Add(limit)
 	for {
 		var n uint64
 		if err := e.conn.QueryRow(ctx, "SELECT count() FROM "+db+".events").Scan(&n); err != nil {
@@ -87,22 +144,23 @@ func (e *env) runPeer(ctx context.Context, i int) (throughput, error) {
 			break
 		}
 		if time.Now().After(deadline) {
-			return throughput{}, fmt.Errorf("peer stored %d of %d events in 10 minutes", n, e.cfg.Events)
+			return throughput{}, fmt.Errorf("peer stored %d of %d events in %s", n, e.cfg.Events, limit)
 		}
 		select {
 		case <-ctx.Done():
 			return throughput{}, ctx.Err()
-		case <-time.After(20 * time.Millisecond):
+		// Each count() costs ClickHouse a few milliseconds of CPU, which
+		// counts against the peer: poll every 100 ms, not faster.
+		case <-time.After(100 * time.Millisecond):
 		}
 	}
 	elapsed := time.Since(start)
-	cpu1, err := cpuTime(e.ch.Pid())
+	cpu1, err := e.cpuNow()
 	if err != nil {
 		return throughput{}, err
 	}
 	if err := e.conn.Exec(ctx, "DROP TABLE "+db+".kafka_events SYNC"); err != nil {
 		return throughput{}, err
 	}
-	return throughput{rate: float64(e.cfg.Events) / elapsed.Seconds(),
-		cpuPerEvent: float64((cpu1 - cpu0).Microseconds()) / float64(e.cfg.Events), elapsed: elapsed}, nil
+	return throughput{rate: float64(e.cfg.Events) / elapsed.Seconds(), cpu: cpu1.sub(cpu0).per(e.cfg.Events), elapsed: elapsed}, nil
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/agentrail/agentrail/internal/kafkacfg"
 	"github.com/agentrail/agentrail/producers"
 	"github.com/agentrail/agentrail/producers/simulate"
+	"github.com/agentrail/agentrail/reports"
 	"github.com/agentrail/agentrail/schemas"
 )
 
@@ -24,11 +25,30 @@ type freshness struct {
 	rate     float64
 	events   int
 	p50, p99 time.Duration
+	// alerts is, per planted anomaly whose alert appeared, the time from
+	// producing its events to the alert row in ClickHouse.
+	alerts []time.Duration
+	plants int
+}
+
+// plantEvery is the gap between two anomalies planted into the steady
+// load, and plantKinds what is planted, in turn: patterns of a minute or
+// two whose alerts fire on one of the planted events.
+const plantEvery = 2 * time.Second
+
+var plantKinds = []string{simulate.AnomalyRetryBurst, simulate.AnomalyProbing}
+
+type plant struct {
+	kind     string
+	ids      []string
+	produced time.Time
 }
 
 // freshness runs ingest against a steady load at rate events/s through the
 // producer SDK, each event stamped when emitted, and measures the time from
-// emission to insertion in ClickHouse (the row's ingested_at).
+// emission to insertion in ClickHouse (the row's ingested_at). Meanwhile it
+// plants an anomaly every plantEvery and measures the time from producing
+// its events to the alert's row in ClickHouse (its inserted_at).
 func (e *env) freshness(ctx context.Context, rate float64) (freshness, error) {
 	const topic, db = "bench.fresh", "bench_fresh"
 	kc := e.kc
@@ -69,7 +89,12 @@ func (e *env) freshness(ctx context.Context, rate float64) (freshness, error) {
 		ev.Time = time.Now().UTC().Truncate(time.Microsecond)
 		return em.Emit(ctx, ev)
 	}
+	plantCtx, stopPlanting := context.WithCancel(ctx)
+	planted := make(chan []plant, 1)
+	go func() { planted <- e.plant(plantCtx, em) }()
 	st, runErr := fleet.Run(ctx, stamp, rate, e.cfg.Steady, time.Now)
+	stopPlanting()
+	plants := <-planted
 	closeErr := em.Close(ctx)
 	if err := errors.Join(runErr, closeErr); err != nil {
 		return freshness{}, err
@@ -78,11 +103,66 @@ func (e *env) freshness(ctx context.Context, rate float64) (freshness, error) {
 		return freshness{}, err
 	}
 	var qs []float64
-	if err := e.conn.QueryRow(ctx, `SELECT quantilesExact(0.5, 0.99)(dateDiff('microsecond', event_time, ingested_at)) FROM `+db+`.events`).Scan(&qs); err != nil {
+	// Planted events carry event times up to two minutes old: they measure
+	// the alerts, not freshness.
+	if err := e.conn.QueryRow(ctx, `SELECT quantilesExact(0.5, 0.99)(dateDiff('microsecond', event_time, ingested_at)) FROM `+db+
+		`.events WHERE NOT mapContains(labels, ?)`, simulate.PlantedLabel).Scan(&qs); err != nil {
 		return freshness{}, err
 	}
-	return freshness{rate: rate, events: st.Events,
-		p50: time.Duration(qs[0]) * time.Microsecond, p99: time.Duration(qs[1]) * time.Microsecond}, nil
+	f := freshness{rate: rate, events: st.Events, plants: len(plants),
+		p50: time.Duration(qs[0]) * time.Microsecond, p99: time.Duration(qs[1]) * time.Microsecond}
+	// Ingest inserts a batch's alerts before it commits the batch, and
+	// every batch is committed now: an alert not there was not raised.
+	for _, p := range plants {
+		var first time.Time
+		var n uint64
+		if err := e.conn.QueryRow(ctx, `SELECT count(), min(inserted_at) FROM `+db+`.alerts WHERE hasAny(event_ids, ?)`,
+			p.ids).Scan(&n, &first); err != nil {
+			return freshness{}, err
+		}
+		if n == 0 {
+			e.cfg.Log.Warn("planted anomaly raised no alert", "kind", p.kind)
+			continue
+		}
+		f.alerts = append(f.alerts, first.Sub(p.produced))
+	}
+	return f, nil
+}
+
+// plant plants an anomaly every plantEvery until ctx ends, each by other
+// agents, with event times ending about now.
+func (e *env) plant(ctx context.Context, em *producers.Emitter) []plant {
+	fleet := simulate.New(simulate.Config{Seed: 12})
+	var out []plant
+	var avoid []string
+	t := time.NewTicker(plantEvery)
+	defer t.Stop()
+	for i := 0; ; i++ {
+		select {
+		case <-ctx.Done():
+			return out
+		case <-t.C:
+		}
+		kind := plantKinds[i%len(plantKinds)]
+		a, err := fleet.Plant(simulate.AnomalySpec{Kind: kind, At: time.Now().Add(-2 * time.Minute), Avoid: avoid})
+		if err != nil {
+			e.cfg.Log.Warn("plant anomaly", "kind", kind, "err", err)
+			continue
+		}
+		avoid = append(avoid, a.Agent, a.Approver)
+		p := plant{kind: kind, produced: time.Now()}
+		for _, ev := range a.Events() {
+			p.ids = append(p.ids, ev.EventID)
+			for {
+				// Not ctx: a plant begun is emitted whole.
+				err := em.Emit(context.Background(), &ev)
+				if err == nil || !errors.Is(err, producers.ErrBufferFull) {
+					break
+				}
+			}
+		}
+		out = append(out, p)
+	}
 }
 
 type blocking struct {
@@ -132,9 +212,10 @@ func producerBlock(ctx context.Context) (blocking, error) {
 }
 
 type query struct {
-	name string
-	ms   stats
-	rows int
+	name   string
+	ms     stats
+	rows   int
+	report bool // a report build, not one query
 }
 
 // analystQueries fills a table with QueryEvents synthetic events (traces of
@@ -224,6 +305,33 @@ func (e *env) analystQueries(ctx context.Context) ([]query, error) {
 		}
 		out = append(out, query{name: q.name, ms: summarize(ms[1:]), rows: rows}) // the first run warms the cache
 	}
+	// The weekly report as `agentrail report weekly` builds and renders it
+	// (HTML and chart, without sending), for the
+	// last complete week (the table spans four).
+	var rcfg reports.Config
+	rcfg.Defaults()
+	b := reports.NewBuilder(rcfg, e.conn, db, nil)
+	info, err := b.Team(ctx, team)
+	if err != nil {
+		return nil, err
+	}
+	wk := reports.LastComplete(time.Now(), info.Location)
+	var ms []float64
+	actions := 0
+	for range 4 {
+		start := time.Now()
+		r, err := b.Build(ctx, info, wk)
+		if err != nil {
+			return nil, fmt.Errorf("weekly report: %w", err)
+		}
+		if _, err := reports.Render(r, "bench.invalid"); err != nil {
+			return nil, fmt.Errorf("weekly report: %w", err)
+		}
+		ms = append(ms, float64(time.Since(start).Microseconds())/1000)
+		actions = r.Figures.Actions
+	}
+	out = append(out, query{name: fmt.Sprintf("team %s's weekly report %s (reports.Builder, %d actions)", team, wk, actions),
+		ms: summarize(ms[1:]), rows: 1, report: true})
 	return out, nil
 }
 

@@ -3,6 +3,9 @@ package bench
 import (
 	"fmt"
 	"io"
+	"math"
+	"slices"
+	"time"
 )
 
 type results struct {
@@ -23,35 +26,75 @@ func rates(ts []throughput) []float64 {
 	return xs
 }
 
-func cpus(ts []throughput) []float64 {
+// cpus picks one CPU figure of each run.
+func cpus(ts []throughput, f func(cpuPerEvent) float64) []float64 {
 	var xs []float64
 	for _, t := range ts {
-		xs = append(xs, t.cpuPerEvent)
+		xs = append(xs, f(t.cpu))
 	}
 	return xs
 }
 
+func total(c cpuPerEvent) float64      { return c.total }
+func self(c cpuPerEvent) float64       { return c.self }
+func brokerCPU(c cpuPerEvent) float64  { return c.broker }
+func clickhouse(c cpuPerEvent) float64 { return c.clickhouse }
+
 // print writes the results as a Markdown table: min / median / max.
 func (r *results) print(w io.Writer, cfg Config) {
-	ours, peer := summarize(rates(r.ours)), summarize(rates(r.peer))
-	var ratios []float64
-	for i := range r.ours {
-		ratios = append(ratios, r.ours[i].rate/r.peer[i].rate)
-	}
 	fmt.Fprintf(w, "| measure | min / median / max |\n|---|---|\n")
-	fmt.Fprintf(w, "| ours: %d events, ingest with in-ingest stages, events/s | %s |\n", cfg.Events, ours.format("", 0))
-	fmt.Fprintf(w, "| ours: CPU-µs per event, all processes | %s |\n", summarize(cpus(r.ours)).format("", 2))
-	fmt.Fprintf(w, "| peer: Kafka engine + materialized view, events/s | %s |\n", peer.format("", 0))
-	fmt.Fprintf(w, "| peer: CPU-µs per event, all processes | %s |\n", summarize(cpus(r.peer)).format("", 2))
-	fmt.Fprintf(w, "| ratio ours/peer (per run) | %s |\n", summarize(ratios).format("×", 2))
-	fmt.Fprintf(w, "| freshness at %.0f events/s (half of ours' median), %d events: p50 / p99 | %s / %s |\n",
-		r.fresh.rate, r.fresh.events, r.fresh.p50.Round(100_000), r.fresh.p99.Round(100_000))
-	fmt.Fprintf(w, "| producer, Kafka unreachable: %d calls (%d refused), block p99 / max (limit %s) | %s / %s |\n",
-		r.block.calls, r.block.refused, r.block.limit, r.block.p99.Round(100_000), r.block.max.Round(100_000))
+	row := func(name string, v string) { fmt.Fprintf(w, "| %s | %s |\n", name, v) }
+	if len(r.ours) > 0 {
+		row(fmt.Sprintf("ours: %d events, ingest with correlation and anomaly rules, events/s", cfg.Events), summarize(rates(r.ours)).format("", 0))
+		row("ours: CPU-µs per event, all processes", summarize(cpus(r.ours, total)).format("", 1))
+		row("ours: CPU-µs per event in ingest (bench process)", summarize(cpus(r.ours, self)).format("", 1))
+		row("ours: CPU-µs per event in the broker", summarize(cpus(r.ours, brokerCPU)).format("", 1))
+		row("ours: CPU-µs per event in ClickHouse", summarize(cpus(r.ours, clickhouse)).format("", 1))
+	}
+	if len(r.peer) > 0 {
+		row(fmt.Sprintf("peer: %d events, Kafka engine + materialized view, events/s", cfg.Events), summarize(rates(r.peer)).format("", 0))
+		row("peer: CPU-µs per event, all processes", summarize(cpus(r.peer, total)).format("", 1))
+		row("peer: CPU-µs per event in the broker", summarize(cpus(r.peer, brokerCPU)).format("", 1))
+		row("peer: CPU-µs per event in ClickHouse", summarize(cpus(r.peer, clickhouse)).format("", 1))
+	}
+	if len(r.ours) > 0 && len(r.peer) == len(r.ours) {
+		var ratios []float64
+		for i := range r.ours {
+			ratios = append(ratios, r.ours[i].rate/r.peer[i].rate)
+		}
+		row("ratio ours/peer, events/s (per run)", summarize(ratios).format("×", 2))
+	}
+	if f := r.fresh; f.events > 0 {
+		row(fmt.Sprintf("freshness at %.0f events/s, %d events: event produced → row in ClickHouse, p50 / p99", f.rate, f.events),
+			fmt.Sprintf("%s / %s", f.p50.Round(time.Millisecond), f.p99.Round(time.Millisecond)))
+		if len(f.alerts) > 0 {
+			row(fmt.Sprintf("alert latency, %d of %d planted anomalies alerted: anomaly produced → alert row, p50 / p99 / max", len(f.alerts), f.plants),
+				fmt.Sprintf("%s / %s / %s", quantile(f.alerts, 0.5).Round(time.Millisecond), quantile(f.alerts, 0.99).Round(time.Millisecond),
+					quantile(f.alerts, 1).Round(time.Millisecond)))
+		} else {
+			row(fmt.Sprintf("alert latency: %d planted anomalies", f.plants), "no alert raised")
+		}
+	}
+	if b := r.block; b.calls > 0 {
+		row(fmt.Sprintf("producer, Kafka unreachable: %d calls (%d refused), block p99 / max (limit %s)", b.calls, b.refused, b.limit),
+			fmt.Sprintf("%s / %s", b.p99.Round(10*time.Microsecond), b.max.Round(10*time.Microsecond)))
+	}
 	for _, q := range r.queries {
-		fmt.Fprintf(w, "| %d events: %s, ms (%d rows) | %s |\n", cfg.QueryEvents, q.name, q.rows, q.ms.format("", 1))
+		name := fmt.Sprintf("%d events: %s, ms (%d rows)", cfg.QueryEvents, q.name, q.rows)
+		if q.report {
+			name = fmt.Sprintf("%d events: %s, ms", cfg.QueryEvents, q.name)
+		}
+		row(name, q.ms.format("", 1))
 	}
 	for _, s := range r.storage {
-		fmt.Fprintf(w, "| storage, tier %d: compressed bytes per event (%d events) | %.0f |\n", s.tier, s.rows, s.bytesPerEvent)
+		row(fmt.Sprintf("storage, tier %d: compressed bytes per event on disk (%d events)", s.tier, s.rows), fmt.Sprintf("%.0f", s.bytesPerEvent))
 	}
+}
+
+// quantile is the q-quantile (nearest rank) of ds.
+func quantile(ds []time.Duration, q float64) time.Duration {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	i := int(math.Ceil(q*float64(len(s)))) - 1
+	return s[max(i, 0)]
 }
