@@ -15,8 +15,9 @@ import (
 )
 
 // TestAccessRoles starts a real ClickHouse with deployments/clickhouse/users.xml:
-// the writer migrates and inserts; the analyst reads every table and view of
-// the database and can write, alter or drop nothing.
+// the writer migrates and inserts but removes or changes no event; the
+// analyst reads every table and view of the database and can write, alter or
+// drop nothing. The retention login is TestRetentionRole (reports/retention).
 func TestAccessRoles(t *testing.T) {
 	testenv.RequireLibrary(t)
 	tcp, _ := chserver.FreePort()
@@ -48,8 +49,25 @@ func TestAccessRoles(t *testing.T) {
 	if err := writer.Exec(ctx, "INSERT INTO agentrail.events (event_id, trace_id, event_type, event_time, tier, agent_id, team) VALUES ('e1', 't1', 'intent', now64(6), 1, 'a', 'ops')"); err != nil {
 		t.Fatalf("writer cannot insert: %v", err)
 	}
-	if err := writer.Exec(ctx, "DROP TABLE agentrail.events"); !denied(err) {
-		t.Fatalf("writer DROP TABLE: err = %v, want a privilege error", err)
+	// The writer removes or changes no event: only the retention login
+	// drops partitions, and the ledger records its runs.
+	for _, q := range []string{
+		"DROP TABLE agentrail.events",
+		"ALTER TABLE agentrail.events DELETE WHERE 1",
+		"DELETE FROM agentrail.events WHERE 1",
+		"ALTER TABLE agentrail.events UPDATE team = 'x' WHERE 1",
+		"ALTER TABLE agentrail.events DROP PARTITION tuple(1, toMonday(now()))",
+		"TRUNCATE TABLE agentrail.events",
+		"ALTER TABLE agentrail.ledger DELETE WHERE 1",
+		"ALTER TABLE agentrail.events DROP COLUMN rationale",
+	} {
+		if err := writer.Exec(ctx, q); !denied(err) {
+			t.Errorf("writer %q: err = %v, want a privilege error", q, err)
+		}
+	}
+	// Correlation rewrites its own violation rows when it redoes a batch.
+	if err := writer.Exec(ctx, "DELETE FROM agentrail.violations WHERE trace_id = 'none'"); err != nil {
+		t.Errorf("writer cannot delete its violation rows: %v", err)
 	}
 
 	analyst, err := chstore.Open(ctx, chstore.Config{Addr: []string{srv.Addr()}, Database: "agentrail",

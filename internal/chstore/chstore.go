@@ -186,33 +186,28 @@ func splitStatements(sql string) []string {
 // Migrate creates the database and applies every migration not yet recorded
 // in {db}.schema_migrations. It returns the versions it applied. Statements
 // are idempotent (IF NOT EXISTS), so a migration interrupted half-way is
-// simply applied again.
+// simply applied again. On an up-to-date database it only reads, so a login
+// without CREATE rights (the retention role) passes it.
 func Migrate(ctx context.Context, conn driver.Conn, db string) ([]int, error) {
 	if !identRE.MatchString(db) {
 		return nil, fmt.Errorf("chstore: database name %q is not an identifier", db)
 	}
-	if err := conn.Exec(ctx, "CREATE DATABASE IF NOT EXISTS "+db); err != nil {
-		return nil, fmt.Errorf("chstore: create database %s: %w", db, err)
-	}
-	if err := conn.Exec(ctx, `CREATE TABLE IF NOT EXISTS `+db+`.schema_migrations
+	done, err := appliedVersions(ctx, conn, db)
+	if err != nil {
+		// A new database (or a schema_migrations this login cannot read,
+		// in which case creating it fails with the reason).
+		if err := conn.Exec(ctx, "CREATE DATABASE IF NOT EXISTS "+db); err != nil {
+			return nil, fmt.Errorf("chstore: create database %s: %w", db, err)
+		}
+		if err := conn.Exec(ctx, `CREATE TABLE IF NOT EXISTS `+db+`.schema_migrations
 		(version UInt32, name String, applied_at DateTime64(3, 'UTC') DEFAULT now64(3))
 		ENGINE = ReplacingMergeTree ORDER BY version`); err != nil {
-		return nil, fmt.Errorf("chstore: create schema_migrations: %w", err)
-	}
-	done := map[int]bool{}
-	rows, err := conn.Query(ctx, "SELECT version FROM "+db+".schema_migrations")
-	if err != nil {
-		return nil, fmt.Errorf("chstore: read schema_migrations: %w", err)
-	}
-	for rows.Next() {
-		var v uint32
-		if err := rows.Scan(&v); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("chstore: read schema_migrations: %w", err)
+			return nil, fmt.Errorf("chstore: create schema_migrations: %w", err)
 		}
-		done[int(v)] = true
+		if done, err = appliedVersions(ctx, conn, db); err != nil {
+			return nil, err
+		}
 	}
-	rows.Close()
 	ms, err := Migrations(db)
 	if err != nil {
 		return nil, err
@@ -233,4 +228,22 @@ func Migrate(ctx context.Context, conn driver.Conn, db string) ([]int, error) {
 		applied = append(applied, m.Version)
 	}
 	return applied, nil
+}
+
+// appliedVersions reads the versions recorded in {db}.schema_migrations.
+func appliedVersions(ctx context.Context, conn driver.Conn, db string) (map[int]bool, error) {
+	rows, err := conn.Query(ctx, "SELECT version FROM "+db+".schema_migrations")
+	if err != nil {
+		return nil, fmt.Errorf("chstore: read schema_migrations: %w", err)
+	}
+	defer rows.Close()
+	done := map[int]bool{}
+	for rows.Next() {
+		var v uint32
+		if err := rows.Scan(&v); err != nil {
+			return nil, fmt.Errorf("chstore: read schema_migrations: %w", err)
+		}
+		done[int(v)] = true
+	}
+	return done, rows.Err()
 }
