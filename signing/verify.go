@@ -54,7 +54,13 @@ type Verifier struct {
 
 type vkey struct {
 	Key
-	macs sync.Pool // hash.Hash
+	macs sync.Pool // *macState
+}
+
+// macState is a keyed HMAC with room for its sum, reused across records.
+type macState struct {
+	h   hash.Hash
+	sum [sha256.Size]byte
 }
 
 // NewVerifier returns a verifier of keys, allowing skew around their
@@ -77,7 +83,7 @@ func NewVerifier(skew time.Duration, keys ...Key) (*Verifier, error) {
 				return nil, fmt.Errorf("signing: key %s: hmac-sha256 secret is %d bytes, at least %d", k.ID, len(k.Secret), MinSecretBytes)
 			}
 			secret := k.Secret
-			vk.macs.New = func() any { return hmac.New(sha256.New, secret) }
+			vk.macs.New = func() any { return &macState{h: hmac.New(sha256.New, secret)} }
 		default:
 			return nil, fmt.Errorf("signing: key %s: alg %q must be %s or %s", k.ID, k.Alg, Ed25519, HMACSHA256)
 		}
@@ -103,14 +109,15 @@ func (v *Verifier) KeyIDs() []string {
 
 // ParseHeaders finds the signature headers. A record with neither is
 // unsigned (ok false, err nil); one with only one of them, either twice, or
-// values out of shape is an error (the reason is bad_signature).
-func ParseHeaders(hs []kgo.RecordHeader) (kid string, sig []byte, ok bool, err error) {
+// values out of shape is an error (the reason is bad_signature). kid and
+// sig alias the headers' values.
+func ParseHeaders(hs []kgo.RecordHeader) (kid, sig []byte, ok bool, err error) {
 	var nKid, nSig int
 	for i := range hs {
 		switch hs[i].Key {
 		case HeaderKeyID:
 			nKid++
-			kid = string(hs[i].Value)
+			kid = hs[i].Value
 		case HeaderSignature:
 			nSig++
 			sig = hs[i].Value
@@ -118,17 +125,17 @@ func ParseHeaders(hs []kgo.RecordHeader) (kid string, sig []byte, ok bool, err e
 	}
 	switch {
 	case nKid == 0 && nSig == 0:
-		return "", nil, false, nil
+		return nil, nil, false, nil
 	case nKid > 1 || nSig > 1:
-		return "", nil, false, fmt.Errorf("header %s or %s appears more than once", HeaderKeyID, HeaderSignature)
+		return nil, nil, false, fmt.Errorf("header %s or %s appears more than once", HeaderKeyID, HeaderSignature)
 	case nKid == 0:
-		return "", nil, false, fmt.Errorf("header %s without %s", HeaderSignature, HeaderKeyID)
+		return nil, nil, false, fmt.Errorf("header %s without %s", HeaderSignature, HeaderKeyID)
 	case nSig == 0:
-		return "", nil, false, fmt.Errorf("header %s without %s", HeaderKeyID, HeaderSignature)
-	case !KeyIDRE.MatchString(kid):
-		return "", nil, false, fmt.Errorf("header %s is not a key id (%d bytes)", HeaderKeyID, len(kid))
+		return nil, nil, false, fmt.Errorf("header %s without %s", HeaderKeyID, HeaderSignature)
+	case !KeyIDRE.Match(kid):
+		return nil, nil, false, fmt.Errorf("header %s is not a key id (%d bytes)", HeaderKeyID, len(kid))
 	case len(sig) == 0 || len(sig) > MaxSignatureSize:
-		return "", nil, false, fmt.Errorf("header %s is %d bytes", HeaderSignature, len(sig))
+		return nil, nil, false, fmt.Errorf("header %s is %d bytes", HeaderSignature, len(sig))
 	}
 	return kid, sig, true, nil
 }
@@ -143,24 +150,24 @@ func (v *Verifier) Verify(hs []kgo.RecordHeader, value []byte, agentID string, e
 	if !ok {
 		return Verdict{Reason: Unsigned, Detail: "no " + HeaderKeyID + " and " + HeaderSignature + " headers"}
 	}
-	k, found := v.keys[kid]
+	k, found := v.keys[string(kid)] // no allocation: the compiler looks up bytes
 	if !found {
-		return Verdict{Reason: UnknownKey, KeyID: kid, Detail: "key " + kid + " is not in the registry"}
+		return Verdict{Reason: UnknownKey, KeyID: string(kid), Detail: "key " + string(kid) + " is not in the registry"}
 	}
-	out := Verdict{KeyID: kid, KeyAgent: k.AgentID}
+	out := Verdict{KeyID: k.ID, KeyAgent: k.AgentID}
 	if !k.verify(value, sig) {
-		out.Reason, out.Detail = BadSignature, fmt.Sprintf("%s signature by key %s does not match the record's %d bytes", k.Alg, kid, len(value))
+		out.Reason, out.Detail = BadSignature, fmt.Sprintf("%s signature by key %s does not match the record's %d bytes", k.Alg, k.ID, len(value))
 		return out
 	}
 	if k.AgentID != agentID {
-		out.Reason, out.Detail = IdentityMismatch, fmt.Sprintf("signed with key %s of agent %s, the event claims agent %s", kid, k.AgentID, agentID)
+		out.Reason, out.Detail = IdentityMismatch, fmt.Sprintf("signed with key %s of agent %s, the event claims agent %s", k.ID, k.AgentID, agentID)
 		return out
 	}
 	switch k.validAt(eventTime, v.skew) {
 	case KeyNotYetValid:
-		out.Reason, out.Detail = KeyNotYetValid, fmt.Sprintf("event_time %s is before key %s's not_before %s", eventTime.UTC().Format(time.RFC3339), kid, k.NotBefore.UTC().Format(time.RFC3339))
+		out.Reason, out.Detail = KeyNotYetValid, fmt.Sprintf("event_time %s is before key %s's not_before %s", eventTime.UTC().Format(time.RFC3339), k.ID, k.NotBefore.UTC().Format(time.RFC3339))
 	case KeyExpired:
-		out.Reason, out.Detail = KeyExpired, fmt.Sprintf("event_time %s is after key %s's not_after %s", eventTime.UTC().Format(time.RFC3339), kid, k.NotAfter.UTC().Format(time.RFC3339))
+		out.Reason, out.Detail = KeyExpired, fmt.Sprintf("event_time %s is after key %s's not_after %s", eventTime.UTC().Format(time.RFC3339), k.ID, k.NotAfter.UTC().Format(time.RFC3339))
 	}
 	return out
 }
@@ -172,11 +179,10 @@ func (k *vkey) verify(value, sig []byte) bool {
 	if len(sig) != sha256.Size {
 		return false
 	}
-	m := k.macs.Get().(hash.Hash)
-	m.Reset()
-	m.Write(value)
-	var buf [sha256.Size]byte
-	ok := hmac.Equal(m.Sum(buf[:0]), sig)
+	m := k.macs.Get().(*macState)
+	m.h.Reset()
+	m.h.Write(value)
+	ok := hmac.Equal(m.h.Sum(m.sum[:0]), sig)
 	k.macs.Put(m)
 	return ok
 }
