@@ -11,7 +11,7 @@
 //
 // Metrics:
 //
-//	agentrail_ingest_records_total{outcome="stored|dead_lettered|duplicate"}
+//	agentrail_ingest_records_total{outcome="stored|dead_lettered|duplicate|quarantined"}
 //	agentrail_ingest_dead_letters_total{reason="oversize|decode|validation"}
 //	agentrail_ingest_batches_total
 //	agentrail_ingest_batch_rows (histogram)
@@ -19,6 +19,9 @@
 //	agentrail_ingest_retries_total{stage="decode|insert|process|process_insert|produce"}
 //	agentrail_ingest_last_commit_timestamp_seconds
 //	agentrail_ingest_aborted_batches_total
+//	agentrail_ingest_quarantined_total{reason}   (signing.Reasons; see verify.go)
+//	agentrail_ingest_signature_keys
+//	agentrail_ingest_signature_keys_reload_success
 package consumers
 
 import (
@@ -51,6 +54,7 @@ type Config struct {
 	ClickHouse  chstore.Config  `yaml:"clickhouse"`
 	RegistryURL string          `yaml:"registry_url"`
 	Ingest      IngestConfig    `yaml:"ingest"`
+	Signatures  SignatureConfig `yaml:"signatures"`
 }
 
 // IngestConfig holds the ingest stage's own settings.
@@ -78,6 +82,7 @@ type IngestConfig struct {
 func (c *Config) Defaults() {
 	c.Kafka.Defaults()
 	c.ClickHouse.Defaults()
+	c.Signatures.defaults()
 	in := &c.Ingest
 	if in.Group == "" {
 		in.Group = "agentrail-ingest"
@@ -111,6 +116,9 @@ func (c *Config) Validate() error {
 		return err
 	}
 	if err := c.ClickHouse.Validate(); err != nil {
+		return err
+	}
+	if err := c.Signatures.validate(); err != nil {
 		return err
 	}
 	in := c.Ingest
@@ -150,6 +158,7 @@ type Ingest struct {
 	closeOnce sync.Once
 
 	procs []Processor
+	sig   *signatures // verify.go
 
 	revokedMu sync.Mutex
 	revokedPs []int32 // partitions revoked since the last batch
@@ -228,6 +237,10 @@ func New(ctx context.Context, cfg Config, reg prometheus.Registerer, log *slog.L
 	if err != nil {
 		return nil, err
 	}
+	sig, err := newSignatures(cfg.Signatures, reg, log)
+	if err != nil {
+		return nil, err
+	}
 	var src schemas.SchemaSource
 	if cfg.RegistryURL != "" {
 		rc, err := sr.NewClient(sr.URLs(cfg.RegistryURL))
@@ -244,7 +257,7 @@ func New(ctx context.Context, cfg Config, reg prometheus.Registerer, log *slog.L
 	if err != nil {
 		return nil, err
 	}
-	in := &Ingest{cfg: cfg, log: log, dec: dec, now: time.Now, m: m, done: make(chan struct{})}
+	in := &Ingest{cfg: cfg, log: log, dec: dec, now: time.Now, m: m, sig: sig, done: make(chan struct{})}
 	kopts = append(kopts,
 		kgo.ConsumerGroup(cfg.Ingest.Group),
 		kgo.ConsumeTopics(cfg.Kafka.Topics.Events),
@@ -295,6 +308,8 @@ type batch struct {
 	count  int             // records consumed
 	first  time.Time       // wall clock of the batch's first record
 	offset map[int32]int64 // first offset per partition
+
+	quarantined []Quarantined // failed signature verification (verify.go)
 }
 
 func newBatch() *batch {
@@ -312,6 +327,8 @@ type deadLetter struct {
 // batch not yet written are not committed, so it is re-delivered.
 func (in *Ingest) Run(ctx context.Context) error {
 	defer close(in.done)
+	stopWatch := in.watchRegistry(ctx) // verify.go: reloads the signing keys
+	defer stopWatch()
 	b := newBatch()
 	for {
 		pollCtx, cancel := ctx, context.CancelFunc(func() {})
@@ -393,12 +410,17 @@ func (in *Ingest) accept(ctx context.Context, b *batch, r *kgo.Record) error {
 		b.dead = append(b.dead, deadLetter{rec: r, class: "validation", field: field, err: err})
 		return nil
 	}
+	v := in.verify(r, &e)
+	if !v.Genuine() {
+		b.quarantine(r, &e, v)
+		return nil
+	}
 	if _, dup := b.seen[e.EventID]; dup {
 		in.m.records.WithLabelValues("duplicate").Inc()
 		return nil
 	}
 	b.seen[e.EventID] = struct{}{}
-	b.rows.add(&e, r.Partition, r.Offset)
+	b.rows.add(&e, r.Partition, r.Offset, v.KeyID)
 	if len(in.procs) > 0 {
 		b.events = append(b.events, Accepted{Event: e, Partition: r.Partition, Offset: r.Offset})
 	}
@@ -431,7 +453,7 @@ func (in *Ingest) flush(ctx context.Context, b *batch) error {
 	}
 	if len(in.procs) > 0 {
 		in.applyRevocations()
-		pb := &Batch{Events: b.events, FirstOffset: b.offset, Now: in.now()}
+		pb := &Batch{Events: b.events, Quarantined: b.quarantined, FirstOffset: b.offset, Now: in.now()}
 		for _, p := range in.procs {
 			var out Output
 			err := retry(ctx, in, "process", func() error {
@@ -475,6 +497,7 @@ func (in *Ingest) flush(ctx context.Context, b *batch) error {
 	for _, d := range b.dead {
 		in.m.deadLetters.WithLabelValues(d.class).Inc()
 	}
+	in.countQuarantined(b)
 	in.m.batches.Inc()
 	in.m.batchRows.Observe(float64(b.count))
 	return nil
@@ -572,7 +595,7 @@ func (in *Ingest) insert(ctx context.Context, b *batch) error {
 			return fmt.Errorf("insert %d dead letters: %w", len(b.dead), err)
 		}
 	}
-	return nil
+	return in.insertQuarantine(ctx, b)
 }
 
 // send inserts whole columns in one native batch.
