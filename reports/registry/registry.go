@@ -58,10 +58,10 @@ type Team struct {
 
 // Agent is one agent identity and what it may do.
 type Agent struct {
-	ID          string  `yaml:"id"`
-	Team        string  `yaml:"team"`
-	Owner       string  `yaml:"owner"` // the accountable human, an email address
-	Description string  `yaml:"description"`
+	ID          string `yaml:"id"`
+	Team        string `yaml:"team"`
+	Owner       string `yaml:"owner"` // the accountable human, an email address
+	Description string `yaml:"description"`
 	// Keys are the keys the agent signs its events with (several while a
 	// key rotates); ingest verifies events against them.
 	Keys   []signing.KeySpec `yaml:"keys"`
