@@ -2,6 +2,8 @@ package simulate
 
 import (
 	"crypto/sha256"
+	"fmt"
+	"sync"
 	"time"
 
 	"github.com/agentrail/agentrail/signing"
@@ -30,11 +32,20 @@ func DemoSigner(agentID string) *signing.Signer {
 	return s
 }
 
-// DemoKeyring holds the demo key of every agent of the fleet.
-func (f *Fleet) DemoKeyring() *signing.Keyring {
-	ss := make([]*signing.Signer, 0, len(f.agents))
-	for _, a := range f.agents {
-		ss = append(ss, DemoSigner(a.Identity.ID))
+// DemoKeys signs each event with its agent's demo key, for any agent id
+// (ingest verifies only those the registry lists). It is safe for
+// concurrent use.
+func DemoKeys() signing.EventSigner { return &demoKeys{} }
+
+type demoKeys struct{ m sync.Map } // agent id -> *signing.Signer
+
+func (d *demoKeys) SignerFor(agentID string) (*signing.Signer, error) {
+	if s, ok := d.m.Load(agentID); ok {
+		return s.(*signing.Signer), nil
 	}
-	return signing.NewKeyring(ss...)
+	if !signing.KeyIDRE.MatchString(DemoKeyID(agentID)) {
+		return nil, fmt.Errorf("simulate: no demo key for agent id %q", agentID)
+	}
+	s, _ := d.m.LoadOrStore(agentID, DemoSigner(agentID))
+	return s.(*signing.Signer), nil
 }

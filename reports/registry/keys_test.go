@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/agentrail/agentrail/internal/testenv"
+	"github.com/agentrail/agentrail/producers/simulate"
+	"github.com/agentrail/agentrail/signing"
 )
 
 const pubA = "O2onvM62pC1io6jQKm8Nc2UyFXcd4kOmOsBIoYtZ2ik="
@@ -103,5 +105,21 @@ func TestApplyKeys(t *testing.T) {
 	}
 	if got := at(t3); got != "inv-2026b/ed25519/open/,inv-hmac/hmac-sha256/open/env:INV_HMAC_SECRET" {
 		t.Errorf("at v3: %q", got)
+	}
+}
+
+// The example registry carries every simulated agent's demo key, as
+// `agentrail registry keygen --demo` writes it, so the demo's events verify.
+func TestDeploymentRegistryHasDemoKeys(t *testing.T) {
+	r, err := Load("../../deployments/registry.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range r.Agents {
+		s := simulate.DemoSigner(a.ID)
+		if len(a.Keys) != 1 || a.Keys[0].ID != s.KeyID() || a.Keys[0].PublicKey != signing.EncodePublicKey(s.PublicKey()) ||
+			!a.Keys[0].NotBefore.Equal(simulate.DemoKeyNotBefore) {
+			t.Errorf("agent %s: keys %+v, want its demo key %s", a.ID, a.Keys, s.KeyID())
+		}
 	}
 }
