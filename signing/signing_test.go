@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"os"
@@ -308,5 +309,23 @@ func TestReadMaterial(t *testing.T) {
 	}
 	if _, err := LoadSigner("a", SignerConfig{KeyID: "a-1", Alg: Ed25519}); err == nil || !strings.Contains(err.Error(), "exactly one of key_file and key_env") {
 		t.Fatalf("LoadSigner without a source: %v", err)
+	}
+}
+
+// The vectors of schemas/README.md, computed independently with Python
+// (cryptography 48 for ed25519, hashlib for HMAC), for SDKs in other
+// languages to test against.
+func TestSignatureVectors(t *testing.T) {
+	value, _ := hex.DecodeString("c30100000000000000006167656e747261696c207465737420766563746f72")
+	ed := mustSigner(t, "a", "a-1", Ed25519, bytes.Repeat([]byte{1}, 32))
+	if got := EncodePublicKey(ed.PublicKey()); got != "iojj3XQJ8ZX9UtstPLpdcspnCb8dlBIb83SIAbQPb1w=" {
+		t.Errorf("ed25519 public key %s", got)
+	}
+	if got := hex.EncodeToString(ed.AppendSign(nil, value)); got != "4313d054d62c5e587fa8293af92066ef014813e18ec3069c161431daeb8cafedb9492e9b1a6bbafb09cd2d0feb0f5070702c1a2f56403f7086c2bbe939fc6b04" {
+		t.Errorf("ed25519 signature %s", got)
+	}
+	hm := mustSigner(t, "a", "a-2", HMACSHA256, bytes.Repeat([]byte("k"), 32))
+	if got := hex.EncodeToString(hm.AppendSign(nil, value)); got != "efea05ba19edd3b5249d21432f86dfdc534223de6059fb2f549d5b3f43b81faf" {
+		t.Errorf("hmac-sha256 signature %s", got)
 	}
 }
