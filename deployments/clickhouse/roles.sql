@@ -8,7 +8,9 @@
 -- clickhouse.password_env, never from its config file.
 
 CREATE ROLE IF NOT EXISTS agentrail_writer;
-GRANT CREATE DATABASE, CREATE TABLE, CREATE VIEW, SELECT, INSERT, ALTER, OPTIMIZE ON agentrail.* TO agentrail_writer;
+-- DROP VIEW: migrations recreate views when the tables under them gain
+-- columns; a view holds no data. No DROP TABLE.
+GRANT CREATE DATABASE, CREATE TABLE, CREATE VIEW, DROP VIEW, SELECT, INSERT, ALTER, OPTIMIZE ON agentrail.* TO agentrail_writer;
 GRANT TABLE ENGINE ON MergeTree TO agentrail_writer;
 GRANT TABLE ENGINE ON ReplacingMergeTree TO agentrail_writer;
 GRANT TABLE ENGINE ON AggregatingMergeTree TO agentrail_writer;

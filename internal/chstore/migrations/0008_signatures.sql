@@ -8,8 +8,13 @@ ALTER TABLE {db}.events ADD COLUMN IF NOT EXISTS signer_key_id LowCardinality(St
 -- A view made with SELECT * lists its columns when it is created: recreate
 -- it so it shows signer_key_id. Same definition as 0001 (and as any other
 -- migration that recreates it), so the order migrations run in does not
--- matter.
-CREATE OR REPLACE VIEW {db}.v_events AS
+-- matter. Drop and create, not CREATE OR REPLACE (which drops a temporary
+-- table, needing DROP TABLE) nor ALTER (ClickHouse cannot alter a plain
+-- view's query): the writer role holds DROP VIEW but not DROP TABLE
+-- (deployments/clickhouse/roles.sql). The view is missing for the moment
+-- between the two statements.
+DROP VIEW IF EXISTS {db}.v_events;
+CREATE VIEW IF NOT EXISTS {db}.v_events AS
 SELECT * EXCEPT (kafka_partition, kafka_offset, ingested_at) FROM {db}.events FINAL;
 
 -- Events that failed signature verification: never in events or v_events.
