@@ -3,7 +3,8 @@
 // event types (intent, policy decision, approval, result) to Kafka, keyed by
 // trace id so every event of a trace stays in one partition, in order. It
 // also holds W3C trace-context helpers and Replay, which republishes
-// canonical-JSON event files.
+// canonical-JSON event files. With Config.Signer or Config.Signing set, every
+// event is signed with its agent's key (package signing, docs/KEYS.md).
 //
 // An Emitter never blocks its caller longer than Config.BlockLimit and never
 // drops an event silently: an event it cannot take is refused with an error
