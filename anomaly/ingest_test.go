@@ -34,7 +34,7 @@ func TestThroughIngest(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	in, err := consumers.New(ctx, consumers.Config{Kafka: kc, ClickHouse: chCfg}, prometheus.NewRegistry(), quiet,
+	in, err := consumers.New(ctx, consumers.Config{Kafka: kc, ClickHouse: chCfg, Signatures: consumers.SignatureConfig{Mode: consumers.SignaturesOff}}, prometheus.NewRegistry(), quiet,
 		consumers.WithProcessors(p))
 	if err != nil {
 		t.Fatal(err)

@@ -148,6 +148,12 @@ func (p *Processor) PartitionsRevoked(partitions []int32) {
 func (p *Processor) Process(ctx context.Context, b *consumers.Batch) (consumers.Output, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	// Before anything changes, so a failure (ClickHouse away) is retried
+	// with the state untouched.
+	qAlerts, qNew, err := p.quarantineAlerts(ctx, b)
+	if err != nil {
+		return consumers.Output{}, err
+	}
 	reason := p.stale
 	for part, first := range b.FirstOffset {
 		if n, ok := p.next[part]; ok && first < n {
@@ -232,6 +238,10 @@ func (p *Processor) Process(ctx context.Context, b *consumers.Batch) (consumers.
 		p.m.events.WithLabelValues("already_restored").Add(float64(skipped))
 	}
 	p.observeStats()
+	for _, a := range qAlerts {
+		alerts = append(alerts, a)
+		isNew[a.ID] = qNew[a.ID]
+	}
 	if len(alerts) == 0 {
 		return consumers.Output{}, nil
 	}

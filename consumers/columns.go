@@ -19,7 +19,7 @@ var insertColumns = []string{
 	"approval_id", "approval_status", "approver", "approver_role", "approver_kind",
 	"scope", "expires_at", "channel", "comment",
 	"result_status", "executor", "changed_resource", "side_effects", "error_class",
-	"error_message", "duration_us",
+	"error_message", "duration_us", "signer_key_id",
 	"kafka_partition", "kafka_offset",
 	"redactions.path", "redactions.action", "redactions.rule",
 }
@@ -55,6 +55,7 @@ type eventColumns struct {
 	sideEffects                                 [][]string
 	errorClass, errorMessage                    []string
 	durationUS                                  []int64
+	signerKeyID                                 []string
 	kafkaPartition                              []int32
 	kafkaOffset                                 []int64
 	redactions                                  redactionColumns
@@ -64,7 +65,7 @@ func (c *eventColumns) len() int { return len(c.eventID) }
 
 // add appends one event. Absent bodies contribute zero values: one wide table
 // keeps a trace's events together on disk and every stage in one scan.
-func (c *eventColumns) add(e *schemas.Event, reds []redact.Redaction, partition int32, offset int64) {
+func (c *eventColumns) add(e *schemas.Event, reds []redact.Redaction, partition int32, offset int64, signerKeyID string) {
 	c.eventID = append(c.eventID, e.EventID)
 	c.traceID = append(c.traceID, e.TraceID)
 	c.spanID = append(c.spanID, e.SpanID)
@@ -144,6 +145,7 @@ func (c *eventColumns) add(e *schemas.Event, reds []redact.Redaction, partition 
 	// action_digest is one column for all stages: the intent's payload, the
 	// approved payload, or the executed payload, by event_type.
 	c.actionDigest = append(c.actionDigest, digest)
+	c.signerKeyID = append(c.signerKeyID, signerKeyID)
 	c.kafkaPartition = append(c.kafkaPartition, partition)
 	c.kafkaOffset = append(c.kafkaOffset, offset)
 	c.redactions.add(reds)
@@ -182,7 +184,7 @@ func (c *eventColumns) values() []any {
 		c.approvalID, c.approvalStatus, c.approver, c.approverRole, c.approverKind,
 		c.scope, c.expiresAt, c.channel, c.comment,
 		c.resultStatus, c.executor, c.changedResource, c.sideEffects, c.errorClass,
-		c.errorMessage, c.durationUS,
+		c.errorMessage, c.durationUS, c.signerKeyID,
 		c.kafkaPartition, c.kafkaOffset,
 		c.redactions.path, c.redactions.action, c.redactions.rule,
 	}

@@ -1,6 +1,8 @@
 // Package consumers is agentrail's ingest stage: a Kafka consumer-group
-// member that decodes, validates and writes every agent event to ClickHouse,
-// and dead-letters what it cannot accept.
+// member that decodes, validates, verifies the signature of (package
+// signing) and writes every agent event to ClickHouse, dead-letters what it
+// cannot decode or validate, and quarantines what is not shown to come from
+// the agent it names (verify.go).
 //
 // Delivery: a batch's offsets are committed only after ClickHouse
 // acknowledged its rows, in one Kafka transaction with the batch's dead
@@ -11,7 +13,7 @@
 //
 // Metrics:
 //
-//	agentrail_ingest_records_total{outcome="stored|dead_lettered|duplicate"}
+//	agentrail_ingest_records_total{outcome="stored|dead_lettered|duplicate|quarantined"}
 //	agentrail_ingest_dead_letters_total{reason="oversize|decode|validation"}
 //	agentrail_ingest_batches_total
 //	agentrail_ingest_batch_rows (histogram)
@@ -20,6 +22,9 @@
 //	agentrail_ingest_last_commit_timestamp_seconds
 //	agentrail_ingest_aborted_batches_total
 //	agentrail_ingest_redactions_total{rule,action} (redaction.go)
+//	agentrail_ingest_quarantined_total{reason}   (signing.Reasons; see verify.go)
+//	agentrail_ingest_signature_keys
+//	agentrail_ingest_signature_keys_reload_success
 package consumers
 
 import (
@@ -54,6 +59,7 @@ type Config struct {
 	RegistryURL string          `yaml:"registry_url"`
 	Ingest      IngestConfig    `yaml:"ingest"`
 	Redaction   redact.Config   `yaml:"redaction"` // before storage: consumers/redaction.go
+	Signatures  SignatureConfig `yaml:"signatures"`
 }
 
 // IngestConfig holds the ingest stage's own settings.
@@ -82,6 +88,7 @@ func (c *Config) Defaults() {
 	c.Kafka.Defaults()
 	c.ClickHouse.Defaults()
 	c.Redaction.Defaults()
+	c.Signatures.defaults()
 	in := &c.Ingest
 	if in.Group == "" {
 		in.Group = "agentrail-ingest"
@@ -118,6 +125,9 @@ func (c *Config) Validate() error {
 		return err
 	}
 	if err := c.Redaction.Validate(); err != nil {
+		return err
+	}
+	if err := c.Signatures.validate(); err != nil {
 		return err
 	}
 	in := c.Ingest
@@ -158,6 +168,7 @@ type Ingest struct {
 
 	procs []Processor
 	red   redaction
+	sig   *signatures // verify.go
 
 	revokedMu sync.Mutex
 	revokedPs []int32 // partitions revoked since the last batch
@@ -240,6 +251,10 @@ func New(ctx context.Context, cfg Config, reg prometheus.Registerer, log *slog.L
 	if err != nil {
 		return nil, err
 	}
+	sig, err := newSignatures(cfg.Signatures, reg, log)
+	if err != nil {
+		return nil, err
+	}
 	var src schemas.SchemaSource
 	if cfg.RegistryURL != "" {
 		rc, err := sr.NewClient(sr.URLs(cfg.RegistryURL))
@@ -256,7 +271,7 @@ func New(ctx context.Context, cfg Config, reg prometheus.Registerer, log *slog.L
 	if err != nil {
 		return nil, err
 	}
-	in := &Ingest{cfg: cfg, log: log, dec: dec, now: time.Now, m: m, red: red, done: make(chan struct{})}
+	in := &Ingest{cfg: cfg, log: log, dec: dec, now: time.Now, m: m, red: red, sig: sig, done: make(chan struct{})}
 	kopts = append(kopts,
 		kgo.ConsumerGroup(cfg.Ingest.Group),
 		kgo.ConsumeTopics(cfg.Kafka.Topics.Events),
@@ -307,6 +322,8 @@ type batch struct {
 	count  int             // records consumed
 	first  time.Time       // wall clock of the batch's first record
 	offset map[int32]int64 // first offset per partition
+
+	quarantined []Quarantined // failed signature verification (verify.go)
 }
 
 func newBatch() *batch {
@@ -324,6 +341,8 @@ type deadLetter struct {
 // batch not yet written are not committed, so it is re-delivered.
 func (in *Ingest) Run(ctx context.Context) error {
 	defer close(in.done)
+	stopWatch := in.watchRegistry(ctx) // verify.go: reloads the signing keys
+	defer stopWatch()
 	b := newBatch()
 	for {
 		pollCtx, cancel := ctx, context.CancelFunc(func() {})
@@ -405,13 +424,20 @@ func (in *Ingest) accept(ctx context.Context, b *batch, r *kgo.Record) error {
 		b.dead = append(b.dead, deadLetter{rec: r, class: "validation", field: field, err: err})
 		return nil
 	}
+	// Redaction first: nothing keeps the event before it, the quarantine
+	// included (the signature covers the record's bytes, not the event).
+	reds := in.redact(&e) // redaction.go
+	v := in.verify(r, &e) // verify.go
+	if !v.Genuine() {
+		b.quarantine(r, &e, v)
+		return nil
+	}
 	if _, dup := b.seen[e.EventID]; dup {
 		in.m.records.WithLabelValues("duplicate").Inc()
 		return nil
 	}
 	b.seen[e.EventID] = struct{}{}
-	reds := in.redact(&e) // before anything keeps the event (redaction.go)
-	b.rows.add(&e, reds, r.Partition, r.Offset)
+	b.rows.add(&e, reds, r.Partition, r.Offset, v.KeyID)
 	if len(in.procs) > 0 {
 		b.events = append(b.events, Accepted{Event: e, Partition: r.Partition, Offset: r.Offset})
 	}
@@ -444,7 +470,7 @@ func (in *Ingest) flush(ctx context.Context, b *batch) error {
 	}
 	if len(in.procs) > 0 {
 		in.applyRevocations()
-		pb := &Batch{Events: b.events, FirstOffset: b.offset, Now: in.now()}
+		pb := &Batch{Events: b.events, Quarantined: b.quarantined, FirstOffset: b.offset, Now: in.now()}
 		for _, p := range in.procs {
 			var out Output
 			err := retry(ctx, in, "process", func() error {
@@ -488,6 +514,7 @@ func (in *Ingest) flush(ctx context.Context, b *batch) error {
 	for _, d := range b.dead {
 		in.m.deadLetters.WithLabelValues(d.class).Inc()
 	}
+	in.countQuarantined(b)
 	in.m.batches.Inc()
 	in.m.batchRows.Observe(float64(b.count))
 	return nil
@@ -585,7 +612,7 @@ func (in *Ingest) insert(ctx context.Context, b *batch) error {
 			return fmt.Errorf("insert %d dead letters: %w", len(b.dead), err)
 		}
 	}
-	return nil
+	return in.insertQuarantine(ctx, b)
 }
 
 // send inserts whole columns in one native batch.

@@ -153,7 +153,7 @@ func TestIngestEndToEnd(t *testing.T) {
 	}
 	produce(t, addr, recs)
 
-	cfg := Config{Kafka: kafkacfg.Config{Brokers: []string{addr}}, ClickHouse: chCfg}
+	cfg := Config{Kafka: kafkacfg.Config{Brokers: []string{addr}}, ClickHouse: chCfg, Signatures: SignatureConfig{Mode: SignaturesOff}}
 	cfg.Defaults()
 	cfg.Ingest.BatchRows = 300 // several batches
 	cfg.Ingest.BatchInterval = 50 * time.Millisecond

@@ -40,9 +40,12 @@ type Processor interface {
 	PartitionsRevoked(partitions []int32)
 }
 
-// Batch is what a Processor sees: the batch's accepted events, each once.
+// Batch is what a Processor sees: the batch's accepted events, each once,
+// and the events it quarantined (failed signature verification; not in
+// Events, not stored as genuine).
 type Batch struct {
-	Events []Accepted
+	Events      []Accepted
+	Quarantined []Quarantined
 	// FirstOffset is, per partition of the events topic, the offset of the
 	// first record in this batch: everything below it was committed by
 	// earlier batches.

@@ -76,7 +76,7 @@ func TestProcessorOutputExactlyOnce(t *testing.T) {
 	}
 	produce(t, addr, encodeAll(t, kc.Topics.Events, evs))
 
-	cfg := Config{Kafka: kafkacfg.Config{Brokers: []string{addr}}, ClickHouse: chCfg}
+	cfg := Config{Kafka: kafkacfg.Config{Brokers: []string{addr}}, ClickHouse: chCfg, Signatures: SignatureConfig{Mode: SignaturesOff}}
 	cfg.Defaults()
 	cfg.Ingest.BatchRows = 250
 	cfg.Ingest.BatchInterval = 20 * time.Millisecond

@@ -106,7 +106,7 @@ func TestRedactionEndToEnd(t *testing.T) {
 	recs = append(recs, poison, garbage)
 	produce(t, addr, recs)
 
-	cfg := Config{Kafka: kafkacfg.Config{Brokers: []string{addr}}, ClickHouse: chCfg}
+	cfg := Config{Kafka: kafkacfg.Config{Brokers: []string{addr}}, ClickHouse: chCfg, Signatures: SignatureConfig{Mode: SignaturesOff}}
 	cfg.Redaction.SecretEnv = "AGENTRAIL_TEST_REDACTION_SECRET"
 	cfg.Redaction.Rules = []redact.Rule{{Name: "ticket", Tools: []string{"payments"}, Paths: []string{"context.ticket"}, Action: redact.ActionMask}}
 	cfg.Defaults()

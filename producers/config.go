@@ -3,7 +3,8 @@
 // event types (intent, policy decision, approval, result) to Kafka, keyed by
 // trace id so every event of a trace stays in one partition, in order. It
 // also holds W3C trace-context helpers and Replay, which republishes
-// canonical-JSON event files.
+// canonical-JSON event files. With Config.Signer or Config.Signing set, every
+// event is signed with its agent's key (package signing, docs/KEYS.md).
 //
 // An Emitter never blocks its caller longer than Config.BlockLimit and never
 // drops an event silently: an event it cannot take is refused with an error
@@ -29,6 +30,7 @@ import (
 
 	"github.com/agentrail/agentrail/internal/kafkacfg"
 	"github.com/agentrail/agentrail/schemas"
+	"github.com/agentrail/agentrail/signing"
 )
 
 // SDKName and SDKVersion identify this SDK in the producer field of events.
@@ -67,6 +69,16 @@ type Config struct {
 	// accepted event that could not be delivered. It runs on the delivery
 	// goroutine: it must return quickly and must not call the Emitter.
 	OnDeliveryError func(eventID string, err error) `yaml:"-"`
+
+	// Signer signs every event (package signing): the agent's own key, or
+	// a signing.Keyring in a process that emits for several agents. An
+	// event whose agent it has no key for is refused. nil: Signing, if
+	// set, is loaded into one; else events go unsigned (ingest in enforce
+	// mode quarantines them).
+	Signer signing.EventSigner `yaml:"-"`
+	// Signing names Agent's key: its registered id, algorithm, and the
+	// file or environment variable holding the private key.
+	Signing *signing.SignerConfig `yaml:"signing"`
 
 	kgoOpts []kgo.Opt // tests: faster retries
 }
@@ -135,5 +147,5 @@ func (c *Config) Validate() error {
 	case c.ProbeInterval < 10*time.Millisecond || c.ProbeInterval > 10*time.Minute:
 		return fmt.Errorf("producers: config: probe_interval %s out of range 10ms..10m", c.ProbeInterval)
 	}
-	return nil
+	return c.validateSigning()
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/sr"
 
 	"github.com/agentrail/agentrail/schemas"
+	"github.com/agentrail/agentrail/signing"
 )
 
 // Errors callers branch on.
@@ -105,6 +106,8 @@ type pending struct {
 	rec     kgo.Record
 	buf     []byte // key (the trace id) then value
 	eventID string
+	hdrs    [2]kgo.RecordHeader            // signature headers (sign.go)
+	sig     [signing.MaxSignatureSize]byte // the signature's bytes
 }
 
 // eventBox holds an event and its bodies, so the typed methods build events
@@ -126,6 +129,9 @@ const maxPooledBuf = 64 << 10
 func New(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Emitter, error) {
 	cfg.Defaults()
 	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if err := cfg.loadSigner(); err != nil { // sign.go
 		return nil, err
 	}
 	if log == nil {
@@ -345,6 +351,11 @@ func (e *Emitter) publish(ctx context.Context, ev *schemas.Event, now time.Time)
 		e.recycle(p)
 		e.m.invalid.Inc()
 		return fmt.Errorf("producers: encode %s event: %w", ev.Type, err)
+	}
+	if err := e.sign(p, ev, buf[len(ev.TraceID):]); err != nil {
+		e.recycle(p)
+		e.m.invalid.Inc()
+		return err
 	}
 	if err := e.acquire(ctx, now); err != nil {
 		e.recycle(p)

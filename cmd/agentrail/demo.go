@@ -115,6 +115,9 @@ func (d *demo) run(ctx context.Context, duration time.Duration, rate float64, se
 	if cfg.Redaction.SecretFile, err = writeDemoSecret(d.dir); err != nil {
 		return err
 	}
+	// Every event is verified against the example registry, which lists
+	// the fleet's demo keys.
+	cfg.Signatures = consumers.SignatureConfig{Mode: consumers.SignaturesEnforce, RegistryFile: filepath.Join("deployments", "registry.yaml")}
 	cfg.Defaults()
 	applied, err := migrate(ctx, cfg.ClickHouse)
 	if err != nil {
@@ -146,7 +149,7 @@ func (d *demo) run(ctx context.Context, duration time.Duration, rate float64, se
 	// every team's business hours, with a few of each governance violation
 	// planted; then one of each anomaly; then a trickle, so violations that
 	// wait for missing evidence settle.
-	em, err := producers.New(producers.Config{Kafka: kc}, prometheus.NewRegistry(), d.log)
+	em, err := producers.New(producers.Config{Kafka: kc, Signer: simulate.DemoKeys()}, prometheus.NewRegistry(), d.log)
 	if err != nil {
 		return err
 	}
@@ -189,6 +192,11 @@ func (d *demo) run(ctx context.Context, duration time.Duration, rate float64, se
 		return err
 	}
 	d.printf("sent %d poison records (garbage, truncated Avro, invalid trace id, far-future time)\n", poison)
+	forged, err := d.plantForgeries(ctx, kc, clock())
+	if err != nil {
+		return err
+	}
+	d.printf("sent %d forged events (unsigned, altered after signing, signed with another agent's key, signed with an unregistered key)\n", forged)
 
 	// 6. Wait until ingest has committed everything, then report.
 	caughtUp := time.Now()
@@ -200,6 +208,9 @@ func (d *demo) run(ctx context.Context, duration time.Duration, rate float64, se
 		return err
 	}
 	if err := d.findings(ctx, cfg); err != nil {
+		return err
+	}
+	if err := d.signatureFindings(ctx, cfg.ClickHouse.Database); err != nil {
 		return err
 	}
 	if err := d.weeklyReport(ctx, cfg.ClickHouse, clock()); err != nil {

@@ -112,6 +112,7 @@ func (d *demo) findings(ctx context.Context, cfg pipelineConfig) error {
 			       FROM {db}.v_alerts AS a ARRAY JOIN a.event_ids AS eid
 			       LEFT JOIN (SELECT event_id, labels['simulate.planted'] AS kind FROM {db}.v_events
 			                  WHERE labels['simulate.planted'] != '') AS p ON p.event_id = eid
+			       WHERE a.rule != '` + anomaly.QuarantineRule + `'
 			       GROUP BY a.alert_id)
 			 GROUP BY rule, severity ORDER BY rule`},
 	}

@@ -45,8 +45,13 @@ func TestIngestSurvivesSIGKILL(t *testing.T) {
 
 	db := chCfg.Database
 	stored := func() uint64 { return countRows(t, conn, "SELECT count() FROM "+db+".events") }
+	// The fleet here is unsigned: this test is about crash accounting.
+	cfgFile := filepath.Join(t.TempDir(), "ingest.yaml")
+	if err := os.WriteFile(cfgFile, []byte("signatures:\n  mode: off\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	start := func(run int) *exec.Cmd {
-		cmd := exec.Command(bin, "ingest", "--brokers", addr, "--clickhouse", chCfg.Addr[0], "--database", db, "--metrics", "")
+		cmd := exec.Command(bin, "ingest", "--config", cfgFile, "--brokers", addr, "--clickhouse", chCfg.Addr[0], "--database", db, "--metrics", "")
 		logf, err := os.Create(filepath.Join(t.TempDir(), fmt.Sprintf("ingest-%d.log", run)))
 		if err != nil {
 			t.Fatal(err)

@@ -46,7 +46,7 @@ func runLedger(ctx context.Context, args []string) int {
 		if ok, code := parseWithArgs(fs, args, 0, ""); !ok {
 			return code
 		}
-		return exitCode("ledger keygen", keygen(*out, os.Stdout))
+		return exitCode("ledger keygen", ledgerKeygen(*out, os.Stdout))
 	}
 	var cf connFlags
 	cf.register(fs)
@@ -92,8 +92,8 @@ func runLedger(ctx context.Context, args []string) int {
 	return exitCode("ledger serve", g.Wait())
 }
 
-// keygen writes a new private key to path and prints the public key.
-func keygen(path string, w io.Writer) error {
+// ledgerKeygen writes a new private key to path and prints the public key.
+func ledgerKeygen(path string, w io.Writer) error {
 	if path == "" {
 		return errors.New("--out is required")
 	}

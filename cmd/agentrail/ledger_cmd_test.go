@@ -31,10 +31,10 @@ func TestLedgerCommands(t *testing.T) {
 	dir := t.TempDir()
 	keyFile := filepath.Join(dir, "ledger.pem")
 	var out bytes.Buffer
-	if err := keygen(keyFile, &out); err != nil {
+	if err := ledgerKeygen(keyFile, &out); err != nil {
 		t.Fatal(err)
 	}
-	if err := keygen(keyFile, &out); err == nil {
+	if err := ledgerKeygen(keyFile, &out); err == nil {
 		t.Fatal("keygen overwrote an existing key")
 	}
 	if fi, err := os.Stat(keyFile); err != nil || fi.Mode().Perm() != 0o600 {

@@ -15,7 +15,7 @@ import (
 func runReplay(ctx context.Context, args []string) int {
 	fs := flag.NewFlagSet("replay", flag.ContinueOnError)
 	var pf producerFlags
-	pf.register(fs)
+	pf.register(fs, "none") // a JSON file is no evidence of who wrote it
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: agentrail replay [flags] FILE.jsonl   (- reads stdin)")
 		fs.PrintDefaults()

@@ -94,11 +94,15 @@ func whoami() string {
 // runRegistry applies the agent registry (agentrail registry apply FILE).
 func runRegistry(ctx context.Context, args []string) int {
 	sub, args, ok, code := subcommand("registry", args, map[string]string{
-		"check": "validate a registry file (no database): agentrail registry check FILE",
-		"apply": "validate and load a registry as a new version: agentrail registry apply [flags] FILE",
+		"check":  "validate a registry file (no database): agentrail registry check FILE",
+		"apply":  "validate and load a registry as a new version: agentrail registry apply [flags] FILE",
+		"keygen": "make an agent's signing key: agentrail registry keygen --agent ID --out FILE [--alg ed25519|hmac-sha256]",
 	})
 	if !ok {
 		return code
+	}
+	if sub == "keygen" {
+		return runKeygen(args) // keygen.go
 	}
 	fs := flag.NewFlagSet("registry "+sub, flag.ContinueOnError)
 	var cf connFlags
@@ -118,11 +122,12 @@ func runRegistry(ctx context.Context, args []string) int {
 		return 1
 	}
 	if sub == "check" {
-		n := 0
+		n, k := 0, 0
 		for _, a := range reg.Agents {
 			n += len(a.Grants)
+			k += len(a.Keys)
 		}
-		fmt.Printf("%s: valid: %d teams, %d agents, %d grants\n", file, len(reg.Teams), len(reg.Agents), n)
+		fmt.Printf("%s: valid: %d teams, %d agents, %d grants, %d signing keys\n", file, len(reg.Teams), len(reg.Agents), n, k)
 		return 0
 	}
 	opts := registry.ApplyOptions{By: by, Source: file}

@@ -20,19 +20,23 @@ import (
 	"github.com/agentrail/agentrail/producers"
 	"github.com/agentrail/agentrail/producers/simulate"
 	"github.com/agentrail/agentrail/schemas"
+	"github.com/agentrail/agentrail/signing"
 )
 
 // producerFlags are the flags of the commands that publish events.
 type producerFlags struct {
 	brokers, registry, topic string
+	sign                     string // demo or none
 }
 
-func (f *producerFlags) register(fs *flag.FlagSet) {
+// register adds the flags; sign is --sign's default.
+func (f *producerFlags) register(fs *flag.FlagSet, sign string) {
 	var kc kafkacfg.Config
 	kc.Defaults()
 	fs.StringVar(&f.brokers, "brokers", kafkacfg.DefaultBroker, "comma-separated Kafka seed brokers")
 	fs.StringVar(&f.registry, "registry", "", "schema registry URL (optional; without it records use the Avro single-object encoding)")
 	fs.StringVar(&f.topic, "topic", kc.Topics.Events, "events topic")
+	fs.StringVar(&f.sign, "sign", sign, "sign events: demo (each agent's DEMO key, which deployments/registry.yaml lists) or none")
 }
 
 // emitter creates the events topic if it is missing and returns an Emitter
@@ -45,6 +49,14 @@ func (f *producerFlags) emitter(ctx context.Context, log *slog.Logger) (*produce
 	if err := kc.Validate(); err != nil {
 		return nil, nil, err
 	}
+	var signer signing.EventSigner
+	switch f.sign {
+	case "demo":
+		signer = simulate.DemoKeys()
+	case "none":
+	default:
+		return nil, nil, fmt.Errorf("--sign %q must be demo or none", f.sign)
+	}
 	if err := ensureTopics(ctx, kc); err != nil {
 		return nil, nil, err
 	}
@@ -52,6 +64,7 @@ func (f *producerFlags) emitter(ctx context.Context, log *slog.Logger) (*produce
 	em, err := producers.New(producers.Config{
 		Kafka:       kc,
 		RegistryURL: f.registry,
+		Signer:      signer,
 		OnDeliveryError: func(string, error) {
 			failed.Add(1)
 		},
@@ -70,7 +83,7 @@ func closeEmitter(em *producers.Emitter) error {
 func runSimulate(ctx context.Context, args []string) int {
 	fs := flag.NewFlagSet("simulate", flag.ContinueOnError)
 	var pf producerFlags
-	pf.register(fs)
+	pf.register(fs, "demo")
 	rate := fs.Float64("rate", 500, "events per second (0: as fast as possible)")
 	duration := fs.Duration("duration", 60*time.Second, "how long to run (0: until interrupted or --events)")
 	seed := fs.Uint64("seed", 1, "random seed: the same seed generates the same fleet and traces")

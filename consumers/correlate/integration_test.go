@@ -62,7 +62,7 @@ func TestReplayFleetThroughKafka(t *testing.T) {
 	db := chCfg.Database
 	var shift atomic.Int64 // the correlator's clock runs ahead of ingest's by this much
 
-	icfg := consumers.Config{Kafka: kc, ClickHouse: chCfg}
+	icfg := consumers.Config{Kafka: kc, ClickHouse: chCfg, Signatures: consumers.SignatureConfig{Mode: consumers.SignaturesOff}}
 	icfg.Defaults()
 	icfg.Ingest.BatchRows = 1500
 	icfg.Ingest.BatchInterval = 50 * time.Millisecond

@@ -405,7 +405,8 @@ type throughput struct {
 // partition (a batch commits only after ClickHouse acknowledged it).
 func (e *env) runOurs(ctx context.Context, i int) (throughput, error) {
 	db := fmt.Sprintf("bench_ours_%d", i)
-	cfg := consumers.Config{Kafka: e.kc, ClickHouse: chstore.Config{Addr: []string{e.ch.Addr()}, Database: db}}
+	cfg := consumers.Config{Kafka: e.kc, ClickHouse: chstore.Config{Addr: []string{e.ch.Addr()}, Database: db},
+		Signatures: consumers.SignatureConfig{Mode: consumers.SignaturesOff}} // unsigned, like the Kafka engine's input
 	cfg.Defaults()
 	cfg.Ingest.Group = fmt.Sprintf("bench-ours-%d", i)
 	if _, err := chstore.Migrate(ctx, e.conn, db); err != nil {

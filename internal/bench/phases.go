@@ -59,7 +59,8 @@ func (e *env) freshness(ctx context.Context, rate float64) (freshness, error) {
 	if _, err := chstore.Migrate(ctx, e.conn, db); err != nil {
 		return freshness{}, err
 	}
-	cfg := consumers.Config{Kafka: kc, ClickHouse: chstore.Config{Addr: []string{e.ch.Addr()}, Database: db}}
+	cfg := consumers.Config{Kafka: kc, ClickHouse: chstore.Config{Addr: []string{e.ch.Addr()}, Database: db},
+		Signatures: consumers.SignatureConfig{Mode: consumers.SignaturesOff}} // the fleet here is unsigned
 	cfg.Defaults()
 	cfg.Ingest.Group = "bench-fresh"
 	reg := prometheus.NewRegistry()

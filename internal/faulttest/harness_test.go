@@ -63,7 +63,7 @@ func (h *harness) startIngest(name string) *exec.Cmd {
 	cfg := filepath.Join(h.t.TempDir(), "ingest.yaml")
 	// Short batches and session timeout: faults land mid-batch, and a killed
 	// member's partitions move quickly.
-	if err := os.WriteFile(cfg, []byte("ingest:\n  batch_rows: 5000\n  batch_interval: 100ms\n  session_timeout: 6s\n  rebalance_timeout: 6s\n  max_record_bytes: 65536\n"), 0o644); err != nil {
+	if err := os.WriteFile(cfg, []byte("ingest:\n  batch_rows: 5000\n  batch_interval: 100ms\n  session_timeout: 6s\n  rebalance_timeout: 6s\n  max_record_bytes: 65536\nsignatures:\n  mode: off\n"), 0o644); err != nil {
 		h.t.Fatal(err)
 	}
 	cmd := exec.Command(h.bin, "ingest", "--config", cfg, "--brokers", h.broker,

@@ -1,8 +1,9 @@
 // Package registry is the agent registry: which agents exist, which team
-// and human owner each belongs to, and the permissions (grants) each holds —
-// a tool, an action, a resource pattern and a risk tier, with rate limits for
-// tier 2 and an approval requirement for tier 3. Teams carry their report
-// recipients, schedule and time zone.
+// and human owner each belongs to, the keys each signs its events with
+// (signing/), and the permissions (grants) each holds — a tool, an action, a
+// resource pattern and a risk tier, with rate limits for tier 2 and an
+// approval requirement for tier 3. Teams carry their report recipients,
+// schedule and time zone.
 //
 // Parse reads the YAML file strictly and Validate collects every mistake,
 // each naming its field and line. Apply loads a registry into ClickHouse as
@@ -30,6 +31,8 @@ import (
 
 	"github.com/robfig/cron/v3"
 	"gopkg.in/yaml.v3"
+
+	"github.com/agentrail/agentrail/signing"
 )
 
 // Registry is the whole file.
@@ -55,11 +58,14 @@ type Team struct {
 
 // Agent is one agent identity and what it may do.
 type Agent struct {
-	ID          string  `yaml:"id"`
-	Team        string  `yaml:"team"`
-	Owner       string  `yaml:"owner"` // the accountable human, an email address
-	Description string  `yaml:"description"`
-	Grants      []Grant `yaml:"grants"`
+	ID          string `yaml:"id"`
+	Team        string `yaml:"team"`
+	Owner       string `yaml:"owner"` // the accountable human, an email address
+	Description string `yaml:"description"`
+	// Keys are the keys the agent signs its events with (several while a
+	// key rotates); ingest verifies events against them.
+	Keys   []signing.KeySpec `yaml:"keys"`
+	Grants []Grant           `yaml:"grants"`
 }
 
 // Grant is one permission: a tool's action on resources matching Resource
@@ -228,6 +234,7 @@ func (r *Registry) Validate() error {
 		bad("agents", "at least one agent is required")
 	}
 	agents := map[string]int{}
+	keyIDs := map[string]string{}
 	for i, a := range r.Agents {
 		f := fmt.Sprintf("agents[%d]", i)
 		switch {
@@ -256,6 +263,19 @@ func (r *Registry) Validate() error {
 			bad(f+".owner", "is required (the accountable human's email address)")
 		} else if _, err := mail.ParseAddress(a.Owner); err != nil {
 			bad(f+".owner", "%q is not an email address", a.Owner)
+		}
+		for j, k := range a.Keys {
+			kf := fmt.Sprintf("%s.keys[%d]", f, j)
+			for _, p := range k.Check() {
+				bad(kf+"."+p.Field, "%s", p.Msg)
+			}
+			if k.ID != "" {
+				if first, dup := keyIDs[k.ID]; dup {
+					bad(kf+".id", "key id %q is already used at %s (key ids are unique across the registry)", k.ID, first)
+				} else {
+					keyIDs[k.ID] = kf
+				}
+			}
 		}
 		grants := map[string]int{}
 		for j, g := range a.Grants {

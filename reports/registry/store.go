@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/agentrail/agentrail/signing"
 )
 
 // OpenEnd is the valid_to of a row still in force. (Not later: the
@@ -42,6 +44,17 @@ type GrantRow struct {
 	Version                                    int // the registry version that opened the row
 }
 
+// KeyRow is an agent's signing key as registered during [ValidFrom,
+// ValidTo): its id, algorithm, public key (ed25519) or where its secret is
+// read from (hmac-sha256), and its own validity for signatures. Never the
+// secret itself.
+type KeyRow struct {
+	KeyID, AgentID, Team, Alg, PublicKey, SecretSource string
+	NotBefore, NotAfter                                *time.Time
+	ValidFrom, ValidTo                                 time.Time
+	Version                                            int // the registry version that opened the row
+}
+
 // Open reports whether the row is still in force.
 func (g GrantRow) Open() bool { return !g.ValidTo.Before(OpenEnd) }
 
@@ -64,6 +77,7 @@ type Summary struct {
 	Version                int
 	EffectiveAt            time.Time
 	Teams, Agents, Grants  int // in force after the apply
+	Keys                   int
 	Opened, Closed         int // rows opened and closed, all kinds
 	Added, Revoked, Change []string
 }
@@ -208,10 +222,49 @@ func Apply(ctx context.Context, conn driver.Conn, db string, r *Registry, opts A
 			s.Revoked = append(s.Revoked, "grant "+cur.AgentID+" "+cur.Label())
 		}
 	}
+	// Keys.
+	curKeys, err := openKeys(ctx, conn, db)
+	if err != nil {
+		return s, err
+	}
+	var keyRows []KeyRow
+	wantKeys := map[string]KeyRow{}
+	for _, a := range r.Agents {
+		for _, k := range a.Keys {
+			wantKeys[k.ID] = keyRow(a, k)
+		}
+	}
+	for id, k := range wantKeys {
+		cur, ok := curKeys[id]
+		if ok && keyAttrs(cur) == keyAttrs(k) {
+			continue
+		}
+		if ok {
+			cur.ValidTo = asOf
+			keyRows = append(keyRows, cur)
+			s.Change = append(s.Change, "key "+k.AgentID+" "+id)
+		} else {
+			s.Added = append(s.Added, "key "+k.AgentID+" "+id)
+		}
+		k.ValidFrom, k.ValidTo, k.Version = asOf, OpenEnd, int(version)
+		keyRows = append(keyRows, k)
+	}
+	for id, cur := range curKeys {
+		if _, ok := wantKeys[id]; !ok {
+			cur.ValidTo = asOf
+			keyRows = append(keyRows, cur)
+			s.Revoked = append(s.Revoked, "key "+cur.AgentID+" "+id)
+		}
+	}
+
 	sort.Strings(s.Added)
 	sort.Strings(s.Revoked)
 	sort.Strings(s.Change)
-	for _, rows := range [][]time.Time{teamValidTo(teamRows), agentValidTo(agentRows), grantValidTo(grantRows)} {
+	keyTo := make([]time.Time, len(keyRows))
+	for i, k := range keyRows {
+		keyTo[i] = k.ValidTo
+	}
+	for _, rows := range [][]time.Time{teamValidTo(teamRows), agentValidTo(agentRows), grantValidTo(grantRows), keyTo} {
 		for _, to := range rows {
 			if to.Before(OpenEnd) {
 				s.Closed++
@@ -220,7 +273,7 @@ func Apply(ctx context.Context, conn driver.Conn, db string, r *Registry, opts A
 			}
 		}
 	}
-	s.Teams, s.Agents, s.Grants = len(wantTeams), len(wantAgents), len(wantGrants)
+	s.Teams, s.Agents, s.Grants, s.Keys = len(wantTeams), len(wantAgents), len(wantGrants), len(wantKeys)
 
 	if err := insertTeams(ctx, conn, db, teamRows, version); err != nil {
 		return s, err
@@ -229,6 +282,9 @@ func Apply(ctx context.Context, conn driver.Conn, db string, r *Registry, opts A
 		return s, err
 	}
 	if err := insertGrants(ctx, conn, db, grantRows, version); err != nil {
+		return s, err
+	}
+	if err := insertKeys(ctx, conn, db, keyRows, version); err != nil {
 		return s, err
 	}
 	sum := sha256.Sum256([]byte(r.canonical()))
@@ -269,8 +325,102 @@ func (r *Registry) canonical() string {
 		for _, g := range a.Grants {
 			fmt.Fprintf(&b, "  grant %s %s %q %d %+v %+v\n", g.Tool, g.Action, g.Resource, g.Tier, g.RateLimit, g.Approval)
 		}
+		for _, k := range a.Keys {
+			fmt.Fprintf(&b, "  key %s\n", keyAttrs(keyRow(a, k)))
+		}
 	}
 	return b.String()
+}
+
+func keyRow(a Agent, k signing.KeySpec) KeyRow {
+	row := KeyRow{KeyID: k.ID, AgentID: a.ID, Team: a.Team, Alg: k.Alg, PublicKey: k.PublicKey}
+	switch {
+	case k.SecretFile != "":
+		row.SecretSource = "file:" + k.SecretFile
+	case k.SecretEnv != "":
+		row.SecretSource = "env:" + k.SecretEnv
+	}
+	if !k.NotBefore.IsZero() {
+		t := k.NotBefore.UTC().Truncate(time.Millisecond)
+		row.NotBefore = &t
+	}
+	if !k.NotAfter.IsZero() {
+		t := k.NotAfter.UTC().Truncate(time.Millisecond)
+		row.NotAfter = &t
+	}
+	return row
+}
+
+func keyAttrs(k KeyRow) string {
+	f := func(t *time.Time) string {
+		if t == nil {
+			return "-"
+		}
+		return t.UTC().Format(time.RFC3339Nano)
+	}
+	return strings.Join([]string{k.KeyID, k.AgentID, k.Team, k.Alg, k.PublicKey, k.SecretSource, f(k.NotBefore), f(k.NotAfter)}, "|")
+}
+
+func insertKeys(ctx context.Context, conn driver.Conn, db string, rows []KeyRow, v uint32) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	b, err := conn.PrepareBatch(ctx, "INSERT INTO "+db+`.registry_keys (key_id, agent_id, team, alg, public_key, secret_source,
+		not_before, not_after, valid_from, valid_to, opened_version, closed_version)`)
+	if err != nil {
+		return fmt.Errorf("registry: insert keys: %w", err)
+	}
+	for _, r := range rows {
+		if err := b.Append(r.KeyID, r.AgentID, r.Team, r.Alg, r.PublicKey, r.SecretSource, r.NotBefore, r.NotAfter,
+			r.ValidFrom, r.ValidTo, uint32(r.Version), closedVersion(r.ValidTo, v)); err != nil {
+			return fmt.Errorf("registry: insert keys: %w", err)
+		}
+	}
+	if err := b.Send(); err != nil {
+		return fmt.Errorf("registry: insert keys: %w", err)
+	}
+	return nil
+}
+
+func openKeys(ctx context.Context, conn driver.Conn, db string) (map[string]KeyRow, error) {
+	rows, err := KeysAt(ctx, conn, db, OpenEnd.Add(-time.Millisecond))
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]KeyRow{}
+	for _, r := range rows {
+		out[r.KeyID] = r
+	}
+	return out, nil
+}
+
+// KeysAt returns the signing keys registered at instant t, by agent and key
+// id.
+func KeysAt(ctx context.Context, conn driver.Conn, db string, t time.Time) ([]KeyRow, error) {
+	rows, err := conn.Query(ctx, `SELECT key_id, agent_id, team, alg, public_key, secret_source, not_before, not_after,
+			valid_from, valid_to, opened_version
+		FROM `+db+`.registry_keys FINAL WHERE valid_from <= ? AND valid_to > ? ORDER BY agent_id, key_id`, ms(t), ms(t))
+	if err != nil {
+		return nil, fmt.Errorf("registry: read keys: %w", err)
+	}
+	defer rows.Close()
+	var out []KeyRow
+	for rows.Next() {
+		var r KeyRow
+		var v uint32
+		if err := rows.Scan(&r.KeyID, &r.AgentID, &r.Team, &r.Alg, &r.PublicKey, &r.SecretSource, &r.NotBefore, &r.NotAfter,
+			&r.ValidFrom, &r.ValidTo, &v); err != nil {
+			return nil, fmt.Errorf("registry: read keys: %w", err)
+		}
+		for _, t := range []*time.Time{r.NotBefore, r.NotAfter} {
+			if t != nil {
+				*t = t.UTC()
+			}
+		}
+		r.Version = int(v)
+		out = append(out, r)
+	}
+	return out, rows.Err()
 }
 
 func teamValidTo(rows []TeamRow) []time.Time {

@@ -1,0 +1,43 @@
+// Package signing makes agent events authentic: every agent identity in the
+// registry holds one or more keys, producers sign each Kafka record value
+// with one of them, and ingest verifies the signature against the registry
+// before it stores the event as genuine.
+//
+// It is part of the wire contract (like schemas/): SDKs in other languages
+// implement the same three rules.
+//
+//  1. What is signed: the exact bytes of the Kafka record value, as framed
+//     (the single-object or Confluent header, then the Avro datum). Nothing
+//     is re-encoded or canonicalised: a verifier checks the bytes it
+//     received. The record key, topic and headers are not signed; the
+//     event's own agent_id, event_id, trace_id and event_time are inside
+//     the value.
+//  2. Where the signature travels: two record headers,
+//     "agentrail.sig.kid" (the key id, UTF-8, 1-128 characters of
+//     [A-Za-z0-9._:-]) and "agentrail.sig" (the raw signature bytes: 64 for
+//     ed25519, 32 for hmac-sha256). Each appears at most once. There is no
+//     algorithm header: the algorithm is the registered key's, so a record
+//     cannot choose a weaker one.
+//  3. Algorithms: "ed25519" (RFC 8032, pure Ed25519 over the value; the
+//     registry holds the 32-byte public key, base64) and "hmac-sha256"
+//     (RFC 2104 over the value with a shared secret of at least 32 bytes,
+//     which the registry names by file or environment variable, never
+//     inline).
+//
+// Verification (Verifier.Verify) checks, in order: the headers are present
+// and well formed (else unsigned or bad_signature), the key id is
+// registered (unknown_key), the signature matches the value (bad_signature),
+// the key belongs to the agent the event claims to be (identity_mismatch),
+// and the key was valid at the event's event_time, allowing a small clock
+// skew (key_expired, key_not_yet_valid). Keys rotate by overlapping
+// validity: an agent may hold several keys at once, and an event signed
+// with the old key is accepted as long as its event_time falls within that
+// key's validity, however late it arrives.
+//
+// A key id names one key across the whole registry. Use a key only for
+// signing agentrail events.
+//
+// It deliberately does not: decide what happens to an event that fails
+// (ingest quarantines it), keep keys anywhere but in memory, or talk to
+// Kafka or ClickHouse.
+package signing
