@@ -35,6 +35,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -577,7 +578,7 @@ func (in *Ingest) insert(ctx context.Context, b *batch) error {
 
 // send inserts whole columns in one native batch.
 func (in *Ingest) send(ctx context.Context, query string, cols []any) error {
-	batch, err := in.ch.PrepareBatch(ctx, query)
+	batch, err := in.ch.PrepareBatch(clickhouse.Context(ctx, clickhouse.WithSettings(insertSettings)), query)
 	if err != nil {
 		return err
 	}
@@ -589,6 +590,14 @@ func (in *Ingest) send(ctx context.Context, query string, cols []any) error {
 	}
 	return batch.Send()
 }
+
+// insertSettings apply to every insert ingest makes. optimize_on_insert=0:
+// ClickHouse would otherwise run the table engine's merge over each inserted
+// block (ReplacingMergeTree: collapse equal sort keys), which cost more than
+// half of the server's CPU per event and can find nothing to collapse in a
+// batch whose event_ids ingest already made unique; duplicates across
+// batches are collapsed by background merges and FINAL, as before.
+var insertSettings = clickhouse.Settings{"optimize_on_insert": 0}
 
 // Dead-letter record headers.
 const (
