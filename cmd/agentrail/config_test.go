@@ -35,6 +35,7 @@ func TestConfigErrors(t *testing.T) {
 		{"bad sasl", "kafka:\n  sasl:\n    mechanism: GSSAPI\n", "kafka.sasl.mechanism"},
 		{"password in file", "kafka:\n  sasl:\n    mechanism: PLAIN\n    username: u\n    password: p\n", "field password not found"},
 		{"bad database", "clickhouse:\n  database: \"a-b\"\n", "clickhouse.database"},
+		{"bad compression", "clickhouse:\n  compression: gzip\n", "clickhouse.compression"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
