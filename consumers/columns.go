@@ -1,6 +1,7 @@
 package consumers
 
 import (
+	"slices"
 	"time"
 
 	"github.com/agentrail/agentrail/consumers/redact"
@@ -62,6 +63,34 @@ type eventColumns struct {
 }
 
 func (c *eventColumns) len() int { return len(c.eventID) }
+
+// grow makes room for n more events in every column at once, instead of
+// each column doubling its way there.
+func (c *eventColumns) grow(n int) {
+	for _, p := range []*[]string{&c.eventID, &c.traceID, &c.spanID, &c.eventType,
+		&c.agentID, &c.agentVersion, &c.team, &c.environment, &c.tenant, &c.requestedBy,
+		&c.producerName, &c.producerVersion, &c.producerHost, &c.sessionID,
+		&c.tool, &c.action, &c.target, &c.actionClass, &c.actionDigest, &c.rationale, &c.modelID, &c.promptVersion,
+		&c.outcome, &c.policyID, &c.matchedRule, &c.reason,
+		&c.approvalID, &c.approvalStatus, &c.approver, &c.approverRole, &c.approverKind, &c.scope, &c.channel, &c.comment,
+		&c.resultStatus, &c.executor, &c.changedResource, &c.errorClass, &c.errorMessage} {
+		*p = slices.Grow(*p, n)
+	}
+	for _, p := range []*[]map[string]string{&c.labels, &c.parameters, &c.context} {
+		*p = slices.Grow(*p, n)
+	}
+	for _, p := range []*[]int64{&c.policyVersion, &c.durationUS, &c.kafkaOffset} {
+		*p = slices.Grow(*p, n)
+	}
+	c.eventTime = slices.Grow(c.eventTime, n)
+	c.tier = slices.Grow(c.tier, n)
+	c.evidenceIDs = slices.Grow(c.evidenceIDs, n)
+	c.sideEffects = slices.Grow(c.sideEffects, n)
+	c.confidence = slices.Grow(c.confidence, n)
+	c.remainingQuota = slices.Grow(c.remainingQuota, n)
+	c.expiresAt = slices.Grow(c.expiresAt, n)
+	c.kafkaPartition = slices.Grow(c.kafkaPartition, n)
+}
 
 // add appends one event. Absent bodies contribute zero values: one wide table
 // keeps a trace's events together on disk and every stage in one scan.

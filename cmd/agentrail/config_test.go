@@ -42,6 +42,7 @@ func TestConfigErrors(t *testing.T) {
 		{"redaction bad path", "redaction:\n  rules:\n    - {name: x, paths: [parameter.to], action: mask}\n", "redaction.rules[0].paths[0]: unknown field path"},
 		{"redaction pseudonym without secret", "redaction:\n  rules:\n    - {name: x, paths: [requested_by], action: pseudonym}\n", "pseudonym needs a secret"},
 		{"bad signatures mode", "signatures:\n  mode: warn\n", `signatures.mode: "warn" must be enforce or off`},
+		{"bad compression", "clickhouse:\n  compression: gzip\n", "clickhouse.compression"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

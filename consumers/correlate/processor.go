@@ -1,10 +1,12 @@
 package correlate
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -182,7 +184,7 @@ func (bv *batchView) committed(partition int32, offset int64) bool {
 // Process implements consumers.Processor.
 func (c *Correlator) Process(ctx context.Context, b *consumers.Batch) (consumers.Output, error) {
 	c.applyRevoked()
-	bv := &batchView{b: b, byTrace: map[string][]*consumers.Accepted{}}
+	bv := &batchView{b: b, byTrace: make(map[string][]*consumers.Accepted, len(b.Events)/2)}
 	for i := range b.Events {
 		a := &b.Events[i]
 		if _, ok := bv.byTrace[a.TraceID]; !ok {
@@ -191,11 +193,11 @@ func (c *Correlator) Process(ctx context.Context, b *consumers.Batch) (consumers
 		bv.byTrace[a.TraceID] = append(bv.byTrace[a.TraceID], a)
 	}
 	for _, evs := range bv.byTrace {
-		sort.SliceStable(evs, func(i, j int) bool {
-			if evs[i].Partition != evs[j].Partition {
-				return evs[i].Partition < evs[j].Partition
+		slices.SortStableFunc(evs, func(x, y *consumers.Accepted) int {
+			if c := cmp.Compare(x.Partition, y.Partition); c != 0 {
+				return c
 			}
-			return evs[i].Offset < evs[j].Offset
+			return cmp.Compare(x.Offset, y.Offset)
 		})
 	}
 
@@ -232,7 +234,8 @@ func (c *Correlator) Process(ctx context.Context, b *consumers.Batch) (consumers
 		return consumers.Output{}, err
 	}
 
-	var out outputBuilder
+	// One row per trace touched: sized once, the rows are large.
+	out := outputBuilder{traces: make([]traceRow, 0, len(bv.order)+len(dueIDs))}
 	for _, id := range bv.order {
 		c.evaluate(bv, id, bv.byTrace[id], &out)
 	}

@@ -13,6 +13,7 @@ import (
 	"embed"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"regexp"
 	"sort"
@@ -35,6 +36,10 @@ type Config struct {
 	PasswordFile string   `yaml:"password_file"`
 	PasswordEnv  string   `yaml:"password_env"`
 	TLS          *TLS     `yaml:"tls"`
+	// Compression of the native protocol's blocks: auto (the default: none
+	// when every address is a loopback one, where compressing only costs
+	// CPU on both ends, lz4 otherwise), lz4, zstd or none.
+	Compression string `yaml:"compression"`
 }
 
 // TLS enables TLS to ClickHouse.
@@ -54,6 +59,9 @@ func (c *Config) Defaults() {
 	if c.Username == "" {
 		c.Username = "default"
 	}
+	if c.Compression == "" {
+		c.Compression = "auto"
+	}
 }
 
 var identRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,63}$`)
@@ -68,10 +76,45 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("clickhouse.addr[%d]: %q must be host:port", i, a)
 		}
 	}
+	switch c.Compression {
+	case "", "auto", "lz4", "zstd", "none":
+	default:
+		return fmt.Errorf("clickhouse.compression: %q must be auto, lz4, zstd or none", c.Compression)
+	}
 	if !identRE.MatchString(c.Database) {
 		return fmt.Errorf("clickhouse.database: %q must be an identifier ([A-Za-z_][A-Za-z0-9_]*, at most 64)", c.Database)
 	}
 	return nil
+}
+
+// compression resolves Config.Compression into the driver's option.
+func compression(c Config) *clickhouse.Compression {
+	switch c.Compression {
+	case "none":
+		return nil
+	case "zstd":
+		return &clickhouse.Compression{Method: clickhouse.CompressionZSTD}
+	case "lz4":
+		return &clickhouse.Compression{Method: clickhouse.CompressionLZ4}
+	}
+	for _, a := range c.Addr {
+		if !isLoopback(a) {
+			return &clickhouse.Compression{Method: clickhouse.CompressionLZ4}
+		}
+	}
+	return nil
+}
+
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // Open connects and pings. The database need not exist yet.
@@ -79,7 +122,7 @@ func Open(ctx context.Context, c Config) (driver.Conn, error) {
 	opts := &clickhouse.Options{
 		Addr:        c.Addr,
 		Auth:        clickhouse.Auth{Database: "default", Username: c.Username},
-		Compression: &clickhouse.Compression{Method: clickhouse.CompressionLZ4},
+		Compression: compression(c),
 		DialTimeout: 5 * time.Second,
 		ReadTimeout: 5 * time.Minute,
 		Settings:    clickhouse.Settings{"date_time_input_format": "best_effort"},

@@ -35,9 +35,37 @@ func TestMigrationsAreOrderedAndSubstituted(t *testing.T) {
 }
 
 func TestValidate(t *testing.T) {
-	for _, c := range []Config{{Addr: nil, Database: "x"}, {Addr: []string{"host"}, Database: "x"}, {Addr: []string{"h:1"}, Database: "a-b"}, {Addr: []string{"h:1"}, Database: "x; DROP"}} {
+	for _, c := range []Config{{Addr: nil, Database: "x"}, {Addr: []string{"host"}, Database: "x"}, {Addr: []string{"h:1"}, Database: "a-b"}, {Addr: []string{"h:1"}, Database: "x; DROP"}, {Addr: []string{"h:1"}, Database: "x", Compression: "gzip"}} {
 		if err := c.Validate(); err == nil {
 			t.Errorf("Validate(%+v) = nil, want an error", c)
 		}
+	}
+}
+
+func TestCompression(t *testing.T) {
+	cases := []struct {
+		name, setting string
+		addr          []string
+		want          string // "" for none
+	}{
+		{"auto, loopback v4", "auto", []string{"127.0.0.1:9000"}, ""},
+		{"auto, loopback v6 and localhost", "auto", []string{"[::1]:9000", "localhost:9000"}, ""},
+		{"auto, one remote address", "auto", []string{"127.0.0.1:9000", "ch.internal:9000"}, "lz4"},
+		{"auto, remote IP", "auto", []string{"10.0.0.7:9000"}, "lz4"},
+		{"lz4 on loopback", "lz4", []string{"127.0.0.1:9000"}, "lz4"},
+		{"zstd", "zstd", []string{"10.0.0.7:9000"}, "zstd"},
+		{"none remote", "none", []string{"10.0.0.7:9000"}, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := Config{Addr: tc.addr, Compression: tc.setting}
+			got := ""
+			if m := compression(c); m != nil {
+				got = m.Method.String()
+			}
+			if got != tc.want {
+				t.Fatalf("compression(%v, %q) = %q, want %q", tc.addr, tc.setting, got, tc.want)
+			}
+		})
 	}
 }
