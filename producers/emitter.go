@@ -354,6 +354,9 @@ func (e *Emitter) publish(ctx context.Context, ev *schemas.Event, now time.Time)
 	p.rec.Key = buf[:k:k]
 	p.rec.Value = buf[k:]
 	p.rec.Context = p
+	// franz-go reads the clock for a record without a timestamp; the
+	// call's start is as good and already read.
+	p.rec.Timestamp = now
 	p.eventID = ev.EventID
 	// TryProduce, not Produce: our slots already bound the buffer, and the
 	// record's context (p) is never canceled, so a caller's short deadline
