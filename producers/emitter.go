@@ -321,30 +321,30 @@ func (e *Emitter) publishBox(ctx context.Context, b *eventBox, a *Action, typ sc
 // publish validates, encodes and hands ev to franz-go. It blocks only while
 // waiting for buffer space, at most BlockLimit.
 func (e *Emitter) publish(ctx context.Context, ev *schemas.Event, now time.Time) error {
-	if err := schemas.Validate(ev, now, schemas.Limits{}); err != nil {
+	// Validation and encoding are one pass over the event (AppendValid),
+	// made first: an invalid event is refused as invalid whatever the
+	// Emitter's state.
+	p := e.records.Get().(*pending)
+	enc := e.encoders.Get().(*schemas.Encoder)
+	buf := append(p.buf[:0], ev.TraceID...)
+	buf, err := enc.AppendValid(buf, ev, now, schemas.Limits{})
+	e.encoders.Put(enc)
+	p.buf = buf
+	if err != nil {
+		e.recycle(p)
 		e.m.invalid.Inc()
 		return fmt.Errorf("producers: %s event refused: %w", ev.Type, err)
 	}
 	e.mu.RLock()
 	defer e.mu.RUnlock()
 	if e.closed {
+		e.recycle(p)
 		return ErrClosed
 	}
 	if d := e.down.Load(); d != nil {
+		e.recycle(p)
 		e.m.unavailable.Inc()
 		return d
-	}
-
-	p := e.records.Get().(*pending)
-	enc := e.encoders.Get().(*schemas.Encoder)
-	buf := append(p.buf[:0], ev.TraceID...)
-	buf, err := enc.AppendEncode(buf, ev)
-	e.encoders.Put(enc)
-	p.buf = buf
-	if err != nil {
-		e.recycle(p)
-		e.m.invalid.Inc()
-		return fmt.Errorf("producers: encode %s event: %w", ev.Type, err)
 	}
 	if err := e.acquire(ctx, now); err != nil {
 		e.recycle(p)
