@@ -288,6 +288,17 @@ func BenchmarkEncode(b *testing.B) {
 			i++
 		}
 	})
+	b.Run("agentrail-valid", func(b *testing.B) { // Validate and encode, as producers do
+		enc := schemas.NewSingleObjectEncoder()
+		buf := make([]byte, 0, 4096)
+		now := time.Now()
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			buf, _ = enc.AppendValid(buf[:0], &events[i%len(events)], now, schemas.Limits{})
+			i++
+		}
+	})
 	b.Run("hamba", func(b *testing.B) {
 		s := schemas.Latest().Schema
 		w := avro.NewWriter(nil, 4096)
