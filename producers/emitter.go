@@ -76,9 +76,9 @@ type Emitter struct {
 	m       metrics
 	promise func(*kgo.Record, error) // bound once: a method value allocates
 
-	encoders sync.Pool // *schemas.Encoder: not safe for concurrent use
-	records  sync.Pool // *pending
-	boxes    sync.Pool // *eventBox
+	enc     *schemas.Encoder // only read by AppendValid: shared by all calls
+	records sync.Pool        // *pending
+	boxes   sync.Pool        // *eventBox
 
 	// slots holds one token per accepted, unacknowledged event.
 	slots chan struct{}
@@ -147,16 +147,15 @@ func New(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Emitter, err
 	}
 	e.boxes.New = func() any { return new(eventBox) }
 
-	newEncoder := func() any { return schemas.NewSingleObjectEncoder() }
+	e.enc = schemas.NewSingleObjectEncoder()
 	if cfg.RegistryURL != "" {
 		id, err := register(cfg)
 		if err != nil {
 			return nil, err
 		}
-		newEncoder = func() any { return schemas.NewConfluentEncoder(id) }
+		e.enc = schemas.NewConfluentEncoder(id)
 		log.Info("event schema registered", "registry", cfg.RegistryURL, "subject", schemas.Subject(cfg.Kafka.Topics.Events), "id", id)
 	}
-	e.encoders.New = newEncoder
 
 	opts, err := cfg.Kafka.Opts()
 	if err != nil {
@@ -325,10 +324,8 @@ func (e *Emitter) publish(ctx context.Context, ev *schemas.Event, now time.Time)
 	// made first: an invalid event is refused as invalid whatever the
 	// Emitter's state.
 	p := e.records.Get().(*pending)
-	enc := e.encoders.Get().(*schemas.Encoder)
 	buf := append(p.buf[:0], ev.TraceID...)
-	buf, err := enc.AppendValid(buf, ev, now, schemas.Limits{})
-	e.encoders.Put(enc)
+	buf, err := e.enc.AppendValid(buf, ev, now, schemas.Limits{})
 	p.buf = buf
 	if err != nil {
 		e.recycle(p)
