@@ -77,9 +77,9 @@ type Emitter struct {
 	m       metrics
 	promise func(*kgo.Record, error) // bound once: a method value allocates
 
-	encoders sync.Pool // *schemas.Encoder: not safe for concurrent use
-	records  sync.Pool // *pending
-	boxes    sync.Pool // *eventBox
+	enc     *schemas.Encoder // only read by AppendValid: shared by all calls
+	records sync.Pool        // *pending
+	boxes   sync.Pool        // *eventBox
 
 	// slots holds one token per accepted, unacknowledged event.
 	slots chan struct{}
@@ -153,16 +153,15 @@ func New(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Emitter, err
 	}
 	e.boxes.New = func() any { return new(eventBox) }
 
-	newEncoder := func() any { return schemas.NewSingleObjectEncoder() }
+	e.enc = schemas.NewSingleObjectEncoder()
 	if cfg.RegistryURL != "" {
 		id, err := register(cfg)
 		if err != nil {
 			return nil, err
 		}
-		newEncoder = func() any { return schemas.NewConfluentEncoder(id) }
+		e.enc = schemas.NewConfluentEncoder(id)
 		log.Info("event schema registered", "registry", cfg.RegistryURL, "subject", schemas.Subject(cfg.Kafka.Topics.Events), "id", id)
 	}
-	e.encoders.New = newEncoder
 
 	opts, err := cfg.Kafka.Opts()
 	if err != nil {
@@ -327,35 +326,33 @@ func (e *Emitter) publishBox(ctx context.Context, b *eventBox, a *Action, typ sc
 // publish validates, encodes and hands ev to franz-go. It blocks only while
 // waiting for buffer space, at most BlockLimit.
 func (e *Emitter) publish(ctx context.Context, ev *schemas.Event, now time.Time) error {
-	if err := schemas.Validate(ev, now, schemas.Limits{}); err != nil {
-		e.m.invalid.Inc()
-		return fmt.Errorf("producers: %s event refused: %w", ev.Type, err)
-	}
-	e.mu.RLock()
-	defer e.mu.RUnlock()
-	if e.closed {
-		return ErrClosed
-	}
-	if d := e.down.Load(); d != nil {
-		e.m.unavailable.Inc()
-		return d
-	}
-
+	// Validation and encoding are one pass over the event (AppendValid),
+	// made first: an invalid event is refused as invalid whatever the
+	// Emitter's state.
 	p := e.records.Get().(*pending)
-	enc := e.encoders.Get().(*schemas.Encoder)
 	buf := append(p.buf[:0], ev.TraceID...)
-	buf, err := enc.AppendEncode(buf, ev)
-	e.encoders.Put(enc)
+	buf, err := e.enc.AppendValid(buf, ev, now, schemas.Limits{})
 	p.buf = buf
 	if err != nil {
 		e.recycle(p)
 		e.m.invalid.Inc()
-		return fmt.Errorf("producers: encode %s event: %w", ev.Type, err)
+		return fmt.Errorf("producers: %s event refused: %w", ev.Type, err)
 	}
-	if err := e.sign(p, ev, buf[len(ev.TraceID):]); err != nil {
+	if err := e.sign(p, ev, buf[len(ev.TraceID):]); err != nil { // sign.go
 		e.recycle(p)
 		e.m.invalid.Inc()
 		return err
+	}
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	if e.closed {
+		e.recycle(p)
+		return ErrClosed
+	}
+	if d := e.down.Load(); d != nil {
+		e.recycle(p)
+		e.m.unavailable.Inc()
+		return d
 	}
 	if err := e.acquire(ctx, now); err != nil {
 		e.recycle(p)

@@ -265,6 +265,28 @@ func TestInvalidEventRefused(t *testing.T) {
 		{"emit with bad time", func() error {
 			return em.Emit(ctx, &schemas.Event{EventID: "e1", TraceID: NewTraceID(), Type: schemas.TypeResult})
 		}, "event_time"},
+		// Emit takes the caller's id and time: they are checked, unlike the
+		// ones the typed methods make.
+		{"emit with bad event id", func() error {
+			ev := validEvent()
+			ev.EventID = "ev 1"
+			return em.Emit(ctx, ev)
+		}, "event_id"},
+		{"emit with future time", func() error {
+			ev := validEvent()
+			ev.Time = time.Now().Add(2 * time.Hour)
+			return em.Emit(ctx, ev)
+		}, "event_time"},
+		{"emit with a label that is not utf-8", func() error {
+			ev := validEvent()
+			ev.Labels = map[string]string{"k": "v\xff"}
+			return em.Emit(ctx, ev)
+		}, "labels.k"},
+		{"result with an error message that is not utf-8", func() error {
+			a := good()
+			a.Digest = strings.Repeat("ab", 32)
+			return em.Result(ctx, a, schemas.Result{Status: schemas.ResultError, ErrorMessage: "caf\xe9"})
+		}, "result.error_message"},
 	}
 	for i, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -283,6 +305,15 @@ func TestInvalidEventRefused(t *testing.T) {
 				t.Fatal("an invalid event was buffered")
 			}
 		})
+	}
+}
+
+// validEvent is a complete result event, valid now.
+func validEvent() *schemas.Event {
+	return &schemas.Event{
+		EventID: "ev-1", TraceID: NewTraceID(), Type: schemas.TypeResult, Time: time.Now().UTC(),
+		Agent: testAgent, Tier: 1,
+		Result: &schemas.Result{Status: schemas.ResultSuccess, ActionDigest: strings.Repeat("ab", 32)},
 	}
 }
 

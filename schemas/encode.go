@@ -9,9 +9,54 @@ import (
 	"time"
 )
 
-// appendEvent appends the Avro binary encoding of e under the latest schema
+// AppendValid validates e as Validate(e, now, lim) does and, if it is
+// valid, appends its framed encoding to dst as AppendEncode does; on error
+// dst is returned as it was and the error is Validate's. It is their
+// cheaper composition for producers: strings are checked for length and
+// UTF-8 while they are copied, and maps are walked once. Only an event with
+// a non-ASCII or over-long string takes a second pass (checkStrings), which
+// finds the field to name.
+func (enc *Encoder) AppendValid(dst []byte, e *Event, now time.Time, lim Limits) ([]byte, error) {
+	if lim == (Limits{}) {
+		lim = DefaultLimits
+	}
+	if err := checkShape(e, now, lim); err != nil {
+		return dst, err
+	}
+	n := len(dst)
+	w := writer{buf: append(dst, enc.header...)}
+	if err := w.event(e); err != nil {
+		// checkShape admits only the schema's enum symbols.
+		return dst[:n], fmt.Errorf("schemas: encode event: %w", err)
+	}
+	if w.longest > lim.MaxString || w.high >= 0x80 {
+		if err := checkStrings(e, lim.MaxString); err != nil {
+			return dst[:n], err
+		}
+	}
+	return w.buf, nil
+}
+
+// appendEvent appends the Avro binary encoding of e (see writer.event).
+func appendEvent(dst []byte, e *Event) ([]byte, error) {
+	w := writer{buf: dst}
+	err := w.event(e)
+	return w.buf, err
+}
+
+// writer appends the Avro binary encoding of events to buf. While it copies
+// strings it notes the longest one and whether any byte of any string is
+// outside ASCII, so that AppendValid checks every string's length and UTF-8
+// in the same pass as it encodes them (an all-ASCII string is valid UTF-8).
+type writer struct {
+	buf     []byte
+	longest int  // bytes of the longest string written
+	high    byte // OR of the bytes of every string written
+}
+
+// event appends the Avro binary encoding of e under the latest schema
 // (avro/event.v2.avsc), field by field in schema order, without reflection
-// and without allocating when dst has room.
+// and without allocating when buf has room.
 //
 // It writes exactly what hamba/avro writes for the same event (maps and
 // arrays as one block with a negative count and a byte size, then a zero
@@ -22,156 +67,158 @@ import (
 // Enum fields take their symbol's index; a value that is not a symbol is an
 // error naming the field. An approval's empty approver_kind and scope are
 // written as the schema's defaults (human, single).
-func appendEvent(dst []byte, e *Event) ([]byte, error) {
-	dst = appendString(dst, e.EventID)
-	dst = appendString(dst, e.TraceID)
-	dst = appendString(dst, e.SpanID)
+func (w *writer) event(e *Event) error {
+	w.str(e.EventID)
+	w.str(e.TraceID)
+	w.str(e.SpanID)
 	t, ok := enumIndex(string(e.Type), eventTypeSymbols)
 	if !ok {
-		return dst, enumError("event_type", eventTypeSymbols)
+		return enumError("event_type", eventTypeSymbols)
 	}
-	dst = appendLong(dst, t)
-	dst = appendMicros(dst, e.Time)
-	dst = appendString(dst, e.Agent.ID)
-	dst = appendString(dst, e.Agent.Version)
-	dst = appendString(dst, e.Agent.Team)
-	dst = appendString(dst, e.Agent.Environment)
-	dst = appendString(dst, e.Agent.Tenant)
-	dst = appendString(dst, e.RequestedBy)
-	dst = appendLong(dst, int64(e.Tier))
-	dst = appendString(dst, e.Producer.Name)
-	dst = appendString(dst, e.Producer.Version)
-	dst = appendString(dst, e.Producer.Host)
-	dst = appendString(dst, e.SessionID)
-	dst = appendMap(dst, e.Labels)
+	w.long(t)
+	w.long(e.Time.UnixMicro())
+	w.str(e.Agent.ID)
+	w.str(e.Agent.Version)
+	w.str(e.Agent.Team)
+	w.str(e.Agent.Environment)
+	w.str(e.Agent.Tenant)
+	w.str(e.RequestedBy)
+	w.long(int64(e.Tier))
+	w.str(e.Producer.Name)
+	w.str(e.Producer.Version)
+	w.str(e.Producer.Host)
+	w.str(e.SessionID)
+	w.strMap(e.Labels)
 
-	var err error
 	if in := e.Intent; in == nil {
-		dst = append(dst, 0) // union branch 0: null
+		w.null()
 	} else {
-		dst = append(dst, 2) // union branch 1 (zig-zag)
-		dst = appendIntent(dst, in)
+		w.some()
+		w.intent(in)
 	}
 	if d := e.Decision; d == nil {
-		dst = append(dst, 0)
+		w.null()
 	} else {
-		dst = append(dst, 2)
-		if dst, err = appendDecision(dst, d); err != nil {
-			return dst, err
+		w.some()
+		if err := w.decision(d); err != nil {
+			return err
 		}
 	}
 	if a := e.Approval; a == nil {
-		dst = append(dst, 0)
+		w.null()
 	} else {
-		dst = append(dst, 2)
-		if dst, err = appendApproval(dst, a); err != nil {
-			return dst, err
+		w.some()
+		if err := w.approval(a); err != nil {
+			return err
 		}
 	}
 	if r := e.Result; r == nil {
-		dst = append(dst, 0)
+		w.null()
 	} else {
-		dst = append(dst, 2)
-		if dst, err = appendResult(dst, r); err != nil {
-			return dst, err
+		w.some()
+		if err := w.result(r); err != nil {
+			return err
 		}
 	}
-	return dst, nil
+	return nil
 }
 
-func appendIntent(dst []byte, in *Intent) []byte {
-	dst = appendString(dst, in.Tool)
-	dst = appendString(dst, in.Action)
-	dst = appendString(dst, in.Target)
-	dst = appendString(dst, in.ActionClass)
-	dst = appendLong(dst, int64(in.Tier))
-	dst = appendMap(dst, in.Parameters)
-	dst = appendString(dst, in.ActionDigest)
-	dst = appendString(dst, in.Rationale)
-	dst = appendMap(dst, in.Context)
-	dst = appendString(dst, in.ModelID)
-	dst = appendString(dst, in.PromptVersion)
-	dst = appendStrings(dst, in.EvidenceIDs)
+// null and some write the branch of a ["null", T] union (zig-zag 0 and 1).
+func (w *writer) null() { w.buf = append(w.buf, 0) }
+func (w *writer) some() { w.buf = append(w.buf, 2) }
+
+func (w *writer) intent(in *Intent) {
+	w.str(in.Tool)
+	w.str(in.Action)
+	w.str(in.Target)
+	w.str(in.ActionClass)
+	w.long(int64(in.Tier))
+	w.strMap(in.Parameters)
+	w.str(in.ActionDigest)
+	w.str(in.Rationale)
+	w.strMap(in.Context)
+	w.str(in.ModelID)
+	w.str(in.PromptVersion)
+	w.strs(in.EvidenceIDs)
 	if in.Confidence == nil {
-		dst = append(dst, 0)
+		w.null()
 	} else {
-		dst = append(dst, 2)
-		dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(*in.Confidence))
+		w.some()
+		w.buf = binary.LittleEndian.AppendUint64(w.buf, math.Float64bits(*in.Confidence))
 	}
-	return dst
 }
 
-func appendDecision(dst []byte, d *Decision) ([]byte, error) {
+func (w *writer) decision(d *Decision) error {
 	o, ok := enumIndex(d.Outcome, outcomeSymbols)
 	if !ok {
-		return dst, enumError("policy_decision.outcome", outcomeSymbols)
+		return enumError("policy_decision.outcome", outcomeSymbols)
 	}
-	dst = appendLong(dst, o)
-	dst = appendString(dst, d.PolicyID)
-	dst = appendLong(dst, d.PolicyVersion)
-	dst = appendString(dst, d.MatchedRule)
-	dst = appendString(dst, d.Reason)
-	dst = appendLong(dst, int64(d.Tier))
+	w.long(o)
+	w.str(d.PolicyID)
+	w.long(d.PolicyVersion)
+	w.str(d.MatchedRule)
+	w.str(d.Reason)
+	w.long(int64(d.Tier))
 	if d.RemainingQuota == nil {
-		dst = append(dst, 0)
+		w.null()
 	} else {
-		dst = append(dst, 2)
-		dst = appendLong(dst, *d.RemainingQuota)
+		w.some()
+		w.long(*d.RemainingQuota)
 	}
-	return dst, nil
+	return nil
 }
 
-func appendApproval(dst []byte, a *Approval) ([]byte, error) {
-	dst = appendString(dst, a.ApprovalID)
+func (w *writer) approval(a *Approval) error {
+	w.str(a.ApprovalID)
 	s, ok := enumIndex(a.Status, approvalStatusSymbols)
 	if !ok {
-		return dst, enumError("approval.status", approvalStatusSymbols)
+		return enumError("approval.status", approvalStatusSymbols)
 	}
-	dst = appendLong(dst, s)
-	dst = appendString(dst, a.Approver)
-	dst = appendString(dst, a.ApproverRole)
+	w.long(s)
+	w.str(a.Approver)
+	w.str(a.ApproverRole)
 	k, ok := int64(0), true // "" is the default, human
 	if a.ApproverKind != "" {
 		k, ok = enumIndex(a.ApproverKind, principalKindSymbols)
 	}
 	if !ok {
-		return dst, enumError("approval.approver_kind", principalKindSymbols)
+		return enumError("approval.approver_kind", principalKindSymbols)
 	}
-	dst = appendLong(dst, k)
-	dst = appendString(dst, a.ActionDigest)
+	w.long(k)
+	w.str(a.ActionDigest)
 	sc, ok := int64(0), true // "" is the default, single
 	if a.Scope != "" {
 		sc, ok = enumIndex(a.Scope, scopeSymbols)
 	}
 	if !ok {
-		return dst, enumError("approval.scope", scopeSymbols)
+		return enumError("approval.scope", scopeSymbols)
 	}
-	dst = appendLong(dst, sc)
+	w.long(sc)
 	if a.ExpiresAt == nil {
-		dst = append(dst, 0)
+		w.null()
 	} else {
-		dst = append(dst, 2)
-		dst = appendMicros(dst, *a.ExpiresAt)
+		w.some()
+		w.long(a.ExpiresAt.UnixMicro())
 	}
-	dst = appendString(dst, a.Channel)
-	dst = appendString(dst, a.Comment)
-	return dst, nil
+	w.str(a.Channel)
+	w.str(a.Comment)
+	return nil
 }
 
-func appendResult(dst []byte, r *Result) ([]byte, error) {
+func (w *writer) result(r *Result) error {
 	s, ok := enumIndex(r.Status, resultStatusSymbols)
 	if !ok {
-		return dst, enumError("result.status", resultStatusSymbols)
+		return enumError("result.status", resultStatusSymbols)
 	}
-	dst = appendLong(dst, s)
-	dst = appendString(dst, r.ActionDigest)
-	dst = appendString(dst, r.Executor)
-	dst = appendString(dst, r.ChangedResource)
-	dst = appendStrings(dst, r.SideEffects)
-	dst = appendString(dst, r.ErrorClass)
-	dst = appendString(dst, r.ErrorMessage)
-	dst = appendLong(dst, r.DurationUS)
-	return dst, nil
+	w.long(s)
+	w.str(r.ActionDigest)
+	w.str(r.Executor)
+	w.str(r.ChangedResource)
+	w.strs(r.SideEffects)
+	w.str(r.ErrorClass)
+	w.str(r.ErrorMessage)
+	w.long(r.DurationUS)
+	return nil
 }
 
 // The enum symbols of avro/event.v2.avsc, in schema order.
@@ -198,29 +245,45 @@ func enumError(field string, symbols []string) error {
 	return &ValidationError{Field: field, Reason: fmt.Sprintf("is not one of the schema's symbols %v", symbols)}
 }
 
-// appendLong writes v as Avro's zig-zag varint (int and long alike).
-func appendLong(dst []byte, v int64) []byte {
-	return binary.AppendUvarint(dst, uint64(v<<1)^uint64(v>>63))
+// long writes v as Avro's zig-zag varint (int and long alike). A
+// timestamp-micros is a long of t.UnixMicro(), as hamba/avro computes it.
+func (w *writer) long(v int64) {
+	w.buf = binary.AppendUvarint(w.buf, uint64(v<<1)^uint64(v>>63))
 }
 
-func appendString(dst []byte, s string) []byte {
-	dst = appendLong(dst, int64(len(s)))
-	return append(dst, s...)
+// str writes s, and notes its length and its high bits.
+func (w *writer) str(s string) {
+	w.long(int64(len(s)))
+	w.buf = append(w.buf, s...)
+	w.longest = max(w.longest, len(s))
+	w.high |= orBytes(s)
 }
 
-// appendMicros writes t as timestamp-micros (hamba/avro computes the same:
-// Unix()*1e6 + Nanosecond()/1e3).
-func appendMicros(dst []byte, t time.Time) []byte {
-	return appendLong(dst, t.UnixMicro())
+// orBytes returns the OR of the bytes of s, folded into one byte, eight
+// bytes at a time: its high bit says whether s has any non-ASCII byte.
+func orBytes(s string) byte {
+	var acc uint64
+	for len(s) >= 8 {
+		acc |= uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
+			uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
+		s = s[8:]
+	}
+	for i := 0; i < len(s); i++ {
+		acc |= uint64(s[i])
+	}
+	acc |= acc >> 32
+	acc |= acc >> 16
+	acc |= acc >> 8
+	return byte(acc)
 }
 
 // blockLength is hamba/avro's default: maps and arrays longer than this
 // are split into several blocks.
 const blockLength = 100
 
-// appendStrings writes an array of strings: blocks of at most blockLength
-// items, each headed by its negated count and its byte size, then a zero.
-func appendStrings(dst []byte, ss []string) []byte {
+// strs writes an array of strings: blocks of at most blockLength items,
+// each headed by its negated count and its byte size, then a zero.
+func (w *writer) strs(ss []string) {
 	for len(ss) > 0 {
 		blk := ss[:min(len(ss), blockLength)]
 		ss = ss[len(blk):]
@@ -228,23 +291,24 @@ func appendStrings(dst []byte, ss []string) []byte {
 		for _, s := range blk {
 			size += stringSize(s)
 		}
-		dst = appendLong(dst, -int64(len(blk)))
-		dst = appendLong(dst, int64(size))
+		w.long(-int64(len(blk)))
+		w.long(int64(size))
 		for _, s := range blk {
-			dst = appendString(dst, s)
+			w.str(s)
 		}
 	}
-	return append(dst, 0)
+	w.buf = append(w.buf, 0)
 }
 
 type kv struct{ k, v string }
 
-// appendMap writes a string map in key order, in blocks like appendStrings.
-// Key order makes the bytes deterministic; maps of up to 16 entries (all
-// of ours in practice) are sorted on the stack.
-func appendMap(dst []byte, m map[string]string) []byte {
+// strMap writes a string map in key order, in blocks like strs. Key order
+// makes the bytes deterministic; maps of up to 16 entries (all of ours in
+// practice) are sorted on the stack.
+func (w *writer) strMap(m map[string]string) {
 	if len(m) == 0 {
-		return append(dst, 0)
+		w.buf = append(w.buf, 0)
+		return
 	}
 	var stack [16]kv
 	es := stack[:0]
@@ -259,14 +323,14 @@ func appendMap(dst []byte, m map[string]string) []byte {
 		for _, e := range blk {
 			size += stringSize(e.k) + stringSize(e.v)
 		}
-		dst = appendLong(dst, -int64(len(blk)))
-		dst = appendLong(dst, int64(size))
+		w.long(-int64(len(blk)))
+		w.long(int64(size))
 		for _, e := range blk {
-			dst = appendString(dst, e.k)
-			dst = appendString(dst, e.v)
+			w.str(e.k)
+			w.str(e.v)
 		}
 	}
-	return append(dst, 0)
+	w.buf = append(w.buf, 0)
 }
 
 // stringSize is the encoded size of s: its length as a varint, then its bytes.

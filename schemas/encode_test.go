@@ -242,6 +242,38 @@ func TestEncoderNoAllocs(t *testing.T) {
 	}
 }
 
+// TestAppendValidSimulated: on simulated events AppendValid accepts what Validate accepts, writes AppendEncode's
+// bytes, and allocates nothing.
+func TestAppendValidSimulated(t *testing.T) {
+	now := time.Now()
+	events := simulate.New(simulate.Config{Seed: 3}).Events(2000, now)
+	enc := schemas.NewSingleObjectEncoder()
+	for i := range events {
+		e := &events[i]
+		want, err := enc.AppendEncode(nil, e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		verr := schemas.Validate(e, now, schemas.Limits{})
+		got, err := enc.AppendValid(nil, e, now, schemas.Limits{})
+		if (verr == nil) != (err == nil) {
+			t.Fatalf("event %d: Validate says %v, AppendValid %v", i, verr, err)
+		}
+		if err == nil && !bytes.Equal(got, want) {
+			t.Fatalf("event %d: AppendValid and AppendEncode differ", i)
+		}
+	}
+	buf := make([]byte, 0, 64<<10)
+	i := 0
+	allocs := testing.AllocsPerRun(1000, func() {
+		buf, _ = enc.AppendValid(buf[:0], &events[i%len(events)], now, schemas.Limits{})
+		i++
+	})
+	if allocs != 0 {
+		t.Fatalf("AppendValid allocates %.1f times per event, want 0", allocs)
+	}
+}
+
 // BenchmarkEncode compares the hand-written encoder with hamba/avro's on
 // simulated events.
 func BenchmarkEncode(b *testing.B) {
@@ -253,6 +285,17 @@ func BenchmarkEncode(b *testing.B) {
 		i := 0
 		for b.Loop() {
 			buf, _ = enc.AppendEncode(buf[:0], &events[i%len(events)])
+			i++
+		}
+	})
+	b.Run("agentrail-valid", func(b *testing.B) { // Validate and encode, as producers do
+		enc := schemas.NewSingleObjectEncoder()
+		buf := make([]byte, 0, 4096)
+		now := time.Now()
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			buf, _ = enc.AppendValid(buf[:0], &events[i%len(events)], now, schemas.Limits{})
 			i++
 		}
 	})

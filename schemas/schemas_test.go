@@ -1,6 +1,7 @@
 package schemas
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -306,12 +307,14 @@ func TestDecodeMalformed(t *testing.T) {
 	}
 }
 
-func TestValidate(t *testing.T) {
-	cases := []struct {
-		name   string
-		mutate func(e []*Event) *Event
-		field  string // "" = valid
-	}{
+type validateCase struct {
+	name   string
+	mutate func(e []*Event) *Event
+	field  string // "" = valid
+}
+
+func validateCases() []validateCase {
+	return []validateCase{
 		{"valid intent", func(e []*Event) *Event { return e[0] }, ""},
 		{"valid result", func(e []*Event) *Event { return e[3] }, ""},
 		{"missing event_id", func(e []*Event) *Event { e[0].EventID = ""; return e[0] }, "event_id"},
@@ -341,8 +344,19 @@ func TestValidate(t *testing.T) {
 		{"invalid utf-8", func(e []*Event) *Event { e[0].Intent.Rationale = "a\xffb"; return e[0] }, "intent.rationale"},
 		{"invalid utf-8 in param", func(e []*Event) *Event { e[0].Intent.Parameters["x"] = "\xc3"; return e[0] }, "intent.parameters.x"},
 		{"huge string", func(e []*Event) *Event { e[3].Result.ErrorMessage = strings.Repeat("x", 70000); return e[3] }, "result.error_message"},
+		{"huge map value", func(e []*Event) *Event { e[0].Labels = map[string]string{"k": strings.Repeat("x", 70000)}; return e[0] }, "labels.k"},
+		{"non-ascii utf-8", func(e []*Event) *Event { e[0].Intent.Rationale = "facture réglée, 12 €"; return e[0] }, ""},
+		{"non-ascii utf-8 in param", func(e []*Event) *Event { e[0].Intent.Parameters["note"] = "naïve"; return e[0] }, ""},
+		{"invalid utf-8 after valid non-ascii", func(e []*Event) *Event {
+			e[3].Result.Executor = "zoë"
+			e[3].Result.SideEffects = []string{"ok", "bad\xe2\x82"}
+			return e[3]
+		}, "result.side_effects[]"},
 	}
-	for _, tc := range cases {
+}
+
+func TestValidate(t *testing.T) {
+	for _, tc := range validateCases() {
 		t.Run(tc.name, func(t *testing.T) {
 			err := Validate(tc.mutate(sampleEvents()), t0, Limits{})
 			if tc.field == "" {
@@ -354,6 +368,40 @@ func TestValidate(t *testing.T) {
 			var ve *ValidationError
 			if !errors.As(err, &ve) || ve.Field != tc.field {
 				t.Fatalf("err = %v, want ValidationError on field %s", err, tc.field)
+			}
+		})
+	}
+}
+
+// TestAppendValidAgreesWithValidate: AppendValid refuses what Validate
+// refuses, naming the same field and leaving dst as it was, and encodes what
+// Validate accepts exactly as AppendEncode does.
+func TestAppendValidAgreesWithValidate(t *testing.T) {
+	enc := NewSingleObjectEncoder()
+	prefix := []byte("key")
+	for _, tc := range validateCases() {
+		t.Run(tc.name, func(t *testing.T) {
+			e := tc.mutate(sampleEvents())
+			got, err := enc.AppendValid(append([]byte(nil), prefix...), e, t0, Limits{})
+			if tc.field != "" {
+				var ve *ValidationError
+				if !errors.As(err, &ve) || ve.Field != tc.field {
+					t.Fatalf("err = %v, want ValidationError on field %s", err, tc.field)
+				}
+				if !bytes.Equal(got, prefix) {
+					t.Fatalf("dst after a refusal = %q, want %q", got, prefix)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("want valid, got %v", err)
+			}
+			want, err := enc.AppendEncode(append([]byte(nil), prefix...), e)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Fatalf("AppendValid wrote %x, AppendEncode %x", got, want)
 			}
 		})
 	}

@@ -45,6 +45,15 @@ func Validate(e *Event, now time.Time, lim Limits) error {
 	if lim == (Limits{}) {
 		lim = DefaultLimits
 	}
+	if err := checkShape(e, now, lim); err != nil {
+		return err
+	}
+	return checkStrings(e, lim.MaxString)
+}
+
+// checkShape is Validate without the length and UTF-8 checks of strings
+// other than identifiers, which AppendValid makes while it encodes.
+func checkShape(e *Event, now time.Time, lim Limits) error {
 	if err := checkID("event_id", e.EventID); err != nil {
 		return err
 	}
@@ -75,10 +84,7 @@ func Validate(e *Event, now time.Time, lim Limits) error {
 	if e.Tier < TierLow || e.Tier > TierHigh {
 		return invalid("tier", "must be 1, 2 or 3, got %d", e.Tier)
 	}
-	if err := checkBody(e); err != nil {
-		return err
-	}
-	return checkStrings(e, lim.MaxString)
+	return checkBody(e)
 }
 
 func checkBody(e *Event) error {

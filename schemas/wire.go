@@ -34,7 +34,7 @@ var avroAPI = avro.Config{
 }.Freeze()
 
 // Encoder writes events in one wire framing with the latest schema. It is
-// not safe for concurrent use; make one per goroutine.
+// safe for concurrent use: it holds only the framing's header.
 type Encoder struct {
 	header []byte
 }
