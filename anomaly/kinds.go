@@ -132,13 +132,57 @@ func (k *retryBurst) observe(en *Engine, ev *schemas.Event, ti *traceInfo, late 
 	if len(e.s.fails) > 64 {
 		e.s.fails = e.s.fails[len(e.s.fails)-64:]
 	}
-	if n := len(e.s.win); n > 0 {
-		k.eval(en, e, e.s.win[n-1].t, actionName(ti.tool, ti.action, ti.target))
-	}
+	k.evalFailure(en, e, t, actionName(ti.tool, ti.action, ti.target))
 }
 
 func (k *retryBurst) eval(en *Engine, e *entry[retryState], t int64, what string) {
-	sp := e.s.win.at(t, k.r)
+	k.evalSpan(en, e, e.s.win.at(t, k.r), t, what)
+}
+
+// evalFailure evaluates, when a denial or failure at ft arrives, the
+// windows whose threshold it lowers: those holding ft and an attempt after
+// it. Results come after their attempts, often batches later and after
+// further attempts, so the window ending at the newest attempt may no
+// longer hold ft; the alert still goes out with the batch that carries the
+// failure.
+func (k *retryBurst) evalFailure(en *Engine, e *entry[retryState], ft int64, what string) {
+	w, size := e.s.win, k.r.size
+	i := sort.Search(len(w), func(i int) bool { return w[i].t > ft }) // the first attempt after ft
+	if i == len(w) {
+		return
+	}
+	var best span
+	if k.r.tumbling {
+		if best = w.tumblingAt(ft, size); best.hi <= i {
+			return // no attempt after ft in its slot
+		}
+	} else {
+		// The windows (x-size, x] with x an attempt in (ft, ft+size); of
+		// those ending at the same attempt time the one with all of them.
+		lo := sort.Search(len(w), func(j int) bool { return w[j].t > w[i].t-size })
+		for j := i; j < len(w) && w[j].t < ft+size; {
+			end := w[j].t
+			hi := j + 1
+			for hi < len(w) && w[hi].t == end {
+				hi++
+			}
+			for lo < len(w) && w[lo].t <= end-size {
+				lo++
+			}
+			if hi-lo > best.count() {
+				best = span{lo: lo, hi: hi, start: end - size, end: end}
+			}
+			j = hi
+		}
+	}
+	if best.count() > 0 {
+		k.evalSpan(en, e, best, w[best.hi-1].t, what)
+	}
+}
+
+// evalSpan fires if the attempts of sp reach the threshold, or the lower
+// one after a failure; at is the event time the firing is stamped with.
+func (k *retryBurst) evalSpan(en *Engine, e *entry[retryState], sp span, at int64, what string) {
 	n := sp.count()
 	if n == 0 {
 		return
@@ -159,7 +203,7 @@ func (k *retryBurst) eval(en *Engine, e *entry[retryState], t int64, what string
 		return
 	}
 	sum := fmt.Sprintf("%s attempted %s %d times in %s%s (threshold %d)", e.agent, what, n, fmtDur(k.r.size), after, thr)
-	en.fire(k.r, k.firing(e, t, sp, e.s.win, float64(n), float64(thr), sum))
+	en.fire(k.r, k.firing(e, at, sp, e.s.win, float64(n), float64(thr), sum))
 }
 
 // ---- out_of_hours: consequential actions outside business hours.
@@ -522,15 +566,34 @@ func (k *probing) observe(en *Engine, ev *schemas.Event, ti *traceInfo, late boo
 		}
 		e.s.tries = slices.Insert(e.s.tries, i, tr)
 		// Of the denials whose window holds t, the earliest one's window
-		// holds every try the later ones' do up to t: it alone has the
-		// highest distinct count, so only it is evaluated (evaluating each
-		// one cost O(denials x tries) per event on a busy agent).
+		// holds every try the later ones' do up to its end: while no try
+		// lies beyond that end it alone has the highest distinct count, so
+		// only it is evaluated (evaluating each one cost O(denials x tries)
+		// per event on a busy agent). Tries beyond it (arrived before this
+		// one, out of order) may fill a later denial's window instead: then
+		// each window holding t is counted, and the fullest fires, in this
+		// event's batch.
+		first := -1
 		for di := range e.s.denies {
 			if d := e.s.denies[di].t; d < t && t <= d+k.r.size {
-				k.eval(en, e, di, t)
+				first = di
 				break
 			}
 		}
+		if first < 0 {
+			return
+		}
+		best, n, ids := first, 0, []string(nil)
+		if end := e.s.denies[first].t + k.r.size; e.s.tries[len(e.s.tries)-1].t <= end {
+			n, ids = k.distinct(en, e, first)
+		} else {
+			for di := first; di < len(e.s.denies) && e.s.denies[di].t < t; di++ {
+				if c, cids := k.distinct(en, e, di); c > n {
+					best, n, ids = di, c, cids
+				}
+			}
+		}
+		k.fire(en, e, best, n, ids, t)
 	}
 }
 
@@ -539,8 +602,16 @@ func countAfter(w window, t int64) int {
 	return len(w) - sort.Search(len(w), func(i int) bool { return w[i].t > t })
 }
 
-// eval counts the distinct items tried in (deny, deny+size].
+// eval counts the distinct items tried in (deny, deny+size] and fires
+// at the threshold.
 func (k *probing) eval(en *Engine, e *entry[probeState], di int, at int64) {
+	n, ids := k.distinct(en, e, di)
+	k.fire(en, e, di, n, ids, at)
+}
+
+// distinct counts the distinct items tried in (deny, deny+size], and lists
+// the deny and the first try of each, up to max_event_ids.
+func (k *probing) distinct(en *Engine, e *entry[probeState], di int) (int, []string) {
 	d := e.s.denies[di]
 	clear(k.seen)
 	ids := []string{d.id}
@@ -555,10 +626,14 @@ func (k *probing) eval(en *Engine, e *entry[probeState], di int, at int64) {
 			}
 		}
 	}
-	n := len(k.seen)
+	return len(k.seen), ids
+}
+
+func (k *probing) fire(en *Engine, e *entry[probeState], di, n int, ids []string, at int64) {
 	if n < k.r.Threshold {
 		return
 	}
+	d := e.s.denies[di]
 	sum := fmt.Sprintf("%s tried %d distinct %s within %s of a denial at %s (threshold %d)",
 		e.agent, n, k.r.Item, fmtDur(k.r.size), usTime(d.t).Format("15:04:05"), k.r.Threshold)
 	en.fire(k.r, &firing{vals: e.vals, team: e.team, agent: e.agent, at: at, start: d.t, end: d.t + k.r.size,

@@ -190,30 +190,32 @@ func (h *harness) processor(t testing.TB, cfg Config) (*Processor, *prometheus.R
 // tableAlerts reads every alert (latest version) from v_alerts.
 func tableAlerts(t testing.TB, conn driver.Conn, db string) []Alert {
 	t.Helper()
-	count := func() uint64 {
+	count := func() int {
 		var n uint64
 		if err := conn.QueryRow(context.Background(), "SELECT count() FROM "+db+".v_alerts").Scan(&n); err != nil {
 			t.Fatal(err)
 		}
-		return n
+		return int(n)
 	}
-	// Ingest may be writing meanwhile: compare only when the view's count
-	// stood still around the read (it only grows).
-	for attempt := 0; ; attempt++ {
+	// Ingest may still be writing alerts: compare the two reads only when
+	// the count did not change around them.
+	for range 50 {
 		before := count()
 		as, err := ReadAlerts(context.Background(), conn, db, time.Unix(0, 0), time.Now().AddDate(10, 0, 0))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if after := count(); after != before && attempt < 20 {
-			time.Sleep(50 * time.Millisecond)
+		if after := count(); after != before {
+			time.Sleep(100 * time.Millisecond)
 			continue
 		}
-		if int(before) != len(as) {
+		if before != len(as) {
 			t.Fatalf("v_alerts has %d rows, alerts FINAL %d", before, len(as))
 		}
 		return as
 	}
+	t.Fatal("alerts kept changing while read")
+	return nil
 }
 
 // topicAlerts reads the alerts topic as a read_committed consumer: the

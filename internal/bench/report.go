@@ -67,12 +67,15 @@ func (r *results) print(w io.Writer, cfg Config) {
 	if f := r.fresh; f.events > 0 {
 		row(fmt.Sprintf("freshness at %.0f events/s, %d events: event produced → row in ClickHouse, p50 / p99", f.rate, f.events),
 			fmt.Sprintf("%s / %s", f.p50.Round(time.Millisecond), f.p99.Round(time.Millisecond)))
-		if len(f.alerts) > 0 {
-			row(fmt.Sprintf("alert latency, %d of %d planted anomalies alerted: anomaly produced → alert row, p50 / p99 / max", len(f.alerts), f.plants),
-				fmt.Sprintf("%s / %s / %s", quantile(f.alerts, 0.5).Round(time.Millisecond), quantile(f.alerts, 0.99).Round(time.Millisecond),
-					quantile(f.alerts, 1).Round(time.Millisecond)))
-		} else {
-			row(fmt.Sprintf("alert latency: %d planted anomalies", f.plants), "no alert raised")
+		var all []time.Duration
+		plants := 0
+		for _, k := range f.alerts {
+			all = append(all, k.latency...)
+			plants += k.plants
+		}
+		alertRow(row, "", len(all), plants, all)
+		for _, k := range f.alerts {
+			alertRow(row, k.kind+": ", len(k.latency), k.plants, k.latency)
 		}
 	}
 	if b := r.block; b.calls > 0 {
@@ -89,6 +92,17 @@ func (r *results) print(w io.Writer, cfg Config) {
 	for _, s := range r.storage {
 		row(fmt.Sprintf("storage, tier %d: compressed bytes per event on disk (%d events)", s.tier, s.rows), fmt.Sprintf("%.0f", s.bytesPerEvent))
 	}
+}
+
+// alertRow prints the alert latency of planted anomalies (of one kind).
+func alertRow(row func(name, v string), kind string, alerted, plants int, ds []time.Duration) {
+	if alerted == 0 {
+		row(fmt.Sprintf("alert latency, %s%d planted anomalies", kind, plants), "no alert raised")
+		return
+	}
+	row(fmt.Sprintf("alert latency, %s%d of %d planted anomalies alerted: anomaly produced → alert row, p50 / p99 / max", kind, alerted, plants),
+		fmt.Sprintf("%s / %s / %s", quantile(ds, 0.5).Round(time.Millisecond), quantile(ds, 0.99).Round(time.Millisecond),
+			quantile(ds, 1).Round(time.Millisecond)))
 }
 
 // quantile is the q-quantile (nearest rank) of ds.
