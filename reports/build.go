@@ -128,6 +128,13 @@ func ts(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05.000000"
 // one row per action, its decision, final approval and result. Events up to
 // a day after the week still count (an approval or result of a late-week
 // action). Five arguments: team, from, to+1d, from, to.
+//
+// It reads events without FINAL: a re-delivered event is a second copy of
+// the same row until a merge collapses it, and every aggregate below gives
+// the same value with or without an extra copy of a row (any, min, max,
+// argMax; intents is only compared with 0), so each trace still counts
+// once. FINAL would merge the week's parts on every read and dominated the
+// report's time.
 const traceCTE = `t AS (
 	SELECT trace_id,
 		anyIf(toString(agent_id), event_type = 'intent') AS agent,
@@ -145,7 +152,7 @@ const traceCTE = `t AS (
 		maxIf(event_time, event_type = 'approval' AND approval_status != 'requested') AS approved_at,
 		argMaxIf(toString(result_status), event_time, event_type = 'result') AS result,
 		countIf(event_type = 'intent') AS intents
-	FROM {db}.v_events
+	FROM {db}.events
 	WHERE team = ? AND event_time >= ? AND event_time < ?
 	GROUP BY trace_id
 	HAVING intents > 0 AND intent_time >= ? AND intent_time < ?)`
@@ -449,17 +456,20 @@ func (b *Builder) permissions(ctx context.Context, r *Weekly, team string, from,
 
 	// Uses of each grant row inside its own validity and the lookback
 	// window: an intent of the agent, tool and action whose target matches
-	// the resource pattern.
+	// the resource pattern. Only whether a grant was used matters, so the
+	// query reads events without FINAL (a re-delivered intent is a use all
+	// the same) and returns the used grants only; the grants, a few per
+	// agent, are the join's right (hashed) side.
 	uses := map[string]uint64{}
-	rows, err := b.conn.Query(ctx, `SELECT g.grant_key, g.valid_from,
-			countIf(i.event_time >= g.valid_from AND i.event_time < g.valid_to AND like(i.target, g.resource_like))
-		FROM (SELECT grant_key, agent_id, tool, action, resource_like, valid_from, valid_to
+	rows, err := b.conn.Query(ctx, `SELECT g.grant_key, g.valid_from, count()
+		FROM (SELECT agent_id, tool, action, target, event_time
+			FROM `+b.db+`.events WHERE team = ? AND event_type = 'intent' AND event_time >= ? AND event_time < ?) AS i
+		INNER JOIN (SELECT grant_key, toLowCardinality(agent_id) AS agent_id, tool, action, resource_like, valid_from, valid_to
 			FROM `+b.db+`.registry_grants FINAL WHERE team = ? AND valid_from < ? AND valid_to > ?) AS g
-		LEFT JOIN (SELECT toString(agent_id) AS agent_id, toString(tool) AS tool, toString(action) AS action, target, event_time
-			FROM `+b.db+`.v_events WHERE team = ? AND event_type = 'intent' AND event_time >= ? AND event_time < ?) AS i
 		ON i.agent_id = g.agent_id AND i.tool = g.tool AND i.action = g.action
+		WHERE i.event_time >= g.valid_from AND i.event_time < g.valid_to AND like(i.target, g.resource_like)
 		GROUP BY g.grant_key, g.valid_from`,
-		team, ts(to), ts(p.LookbackFrom), team, ts(p.LookbackFrom), ts(to))
+		team, ts(p.LookbackFrom), ts(to), team, ts(to), ts(p.LookbackFrom))
 	if err != nil {
 		return fmt.Errorf("reports: grant use of %s: %w", team, err)
 	}
