@@ -128,6 +128,13 @@ func ts(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05.000000"
 // one row per action, its decision, final approval and result. Events up to
 // a day after the week still count (an approval or result of a late-week
 // action). Five arguments: team, from, to+1d, from, to.
+//
+// It reads events without FINAL: a re-delivered event is a second copy of
+// the same row until a merge collapses it, and every aggregate below gives
+// the same value with or without an extra copy of a row (any, min, max,
+// argMax; intents is only compared with 0), so each trace still counts
+// once. FINAL would merge the week's parts on every read and dominated the
+// report's time.
 const traceCTE = `t AS (
 	SELECT trace_id,
 		anyIf(toString(agent_id), event_type = 'intent') AS agent,
@@ -145,7 +152,7 @@ const traceCTE = `t AS (
 		maxIf(event_time, event_type = 'approval' AND approval_status != 'requested') AS approved_at,
 		argMaxIf(toString(result_status), event_time, event_type = 'result') AS result,
 		countIf(event_type = 'intent') AS intents
-	FROM {db}.v_events
+	FROM {db}.events
 	WHERE team = ? AND event_time >= ? AND event_time < ?
 	GROUP BY trace_id
 	HAVING intents > 0 AND intent_time >= ? AND intent_time < ?)`
@@ -178,30 +185,23 @@ func (b *Builder) Build(ctx context.Context, team TeamInfo, week Week) (*Weekly,
 		return a
 	}
 
-	// Figures per agent, per tier and class, and for the team.
-	cur, err := b.figures(ctx, team.Name, from, to, func(g uint8, ag string, tier uint8, class string, f Figures) {
-		switch g {
-		case 3:
-			agent(ag).Figures = f
-		case 4:
-			r.Actions = append(r.Actions, ActionRow{Tier: int(tier), ActionClass: class, Actions: f.Actions, Allowed: f.Allowed,
-				Escalated: f.Escalated, Denied: f.Denied, Executed: f.Executed, Failed: f.Failed})
-		}
-	})
+	// One pass over the week's traces: figures per agent, per tier and
+	// class and for the team, denials, daily counts, ungranted actions.
+	wf, err := b.week(ctx, team.Name, from, to, loc)
 	if err != nil {
 		return nil, err
 	}
-	r.Figures = cur
+	r.Figures, r.Actions = wf.total, wf.actions
+	for id, f := range wf.agents {
+		agent(id).Figures = f
+	}
 	pfrom, pto := week.Prev().Bounds(loc)
-	if r.Previous, err = b.figures(ctx, team.Name, pfrom, pto, nil); err != nil {
+	if r.Previous, err = b.figures(ctx, team.Name, pfrom, pto); err != nil {
 		return nil, err
 	}
 
 	// Denials: team top reasons, per agent top reasons, repeated denials.
-	denials, err := b.denials(ctx, team.Name, from, to)
-	if err != nil {
-		return nil, err
-	}
+	denials := wf.denials
 	r.Denials = topDenials(denials, b.cfg.Top)
 	perAgent := map[string][]denialKey{}
 	for _, d := range denials {
@@ -212,7 +212,7 @@ func (b *Builder) Build(ctx context.Context, team TeamInfo, week Week) (*Weekly,
 	}
 
 	// Registry: owners, grants, unused and ungranted.
-	if err := b.permissions(ctx, r, team.Name, from, to, denials, agent); err != nil {
+	if err := b.permissions(ctx, r, team.Name, from, to, denials, wf.ungranted, agent); err != nil {
 		return nil, err
 	}
 
@@ -225,9 +225,7 @@ func (b *Builder) Build(ctx context.Context, team TeamInfo, week Week) (*Weekly,
 	}
 	r.Changes = changes(r.Previous, r.Figures)
 
-	if r.Daily, err = b.daily(ctx, team.Name, week, loc); err != nil {
-		return nil, err
-	}
+	r.Daily = daily(wf.daily, week, loc)
 	if r.Retention, err = b.retentionSummary(ctx, team.Name, from, to); err != nil {
 		return nil, err
 	}
@@ -239,51 +237,140 @@ func (b *Builder) Build(ctx context.Context, team TeamInfo, week Week) (*Weekly,
 	return r, nil
 }
 
-// figures returns the team's figures for [from, to); each calls back with
-// the per-agent (g=3) and per tier and class (g=4) rows.
-func (b *Builder) figures(ctx context.Context, team string, from, to time.Time, each func(g uint8, agent string, tier uint8, class string, f Figures)) (Figures, error) {
-	q := b.sql(`WITH ` + traceCTE + `
-		SELECT toUInt8(grouping(agent, itier, class)) AS g, agent, itier, class,
-			count(), countIf(decision = 'allow'), countIf(decision = 'require_approval'), countIf(decision = 'deny'),
+// figureCols are the aggregates of Figures over t's traces, in the order
+// figuresFrom reads them: ten counts and the median approval time.
+const figureCols = `count(), countIf(decision = 'allow'), countIf(decision = 'require_approval'), countIf(decision = 'deny'),
 			countIf(approval = 'granted'), countIf(approval = 'rejected'), countIf(approval = 'expired'),
 			countIf(decision = 'require_approval' AND approval = ''),
 			countIf(result IN ('success', 'failure', 'error')), countIf(result IN ('failure', 'error')),
 			quantileExactIf(0.5)(toFloat64(dateDiff('millisecond', decided_at, approved_at)) / 1000,
-				approval = 'granted' AND decision = 'require_approval')
-		FROM t
-		GROUP BY GROUPING SETS ((agent), (itier, class), ())
-		ORDER BY g, agent, itier, class`)
-	rows, err := b.conn.Query(ctx, q, traceArgs(team, from, to)...)
-	if err != nil {
+				approval = 'granted' AND decision = 'require_approval')`
+
+// figuresFrom makes Figures of figureCols' values.
+func figuresFrom(n *[10]uint64, median float64) Figures {
+	f := Figures{Actions: int(n[0]), Allowed: int(n[1]), Escalated: int(n[2]), Denied: int(n[3]),
+		Granted: int(n[4]), Rejected: int(n[5]), Expired: int(n[6]), Pending: int(n[7]), Executed: int(n[8]), Failed: int(n[9])}
+	if !math.IsNaN(median) {
+		m := math.Round(median*10) / 10
+		f.MedianApproveSeconds = &m
+	}
+	f.ratios()
+	return f
+}
+
+// figures returns the team's figures for [from, to) (the previous week's,
+// for the comparison).
+func (b *Builder) figures(ctx context.Context, team string, from, to time.Time) (Figures, error) {
+	var n [10]uint64
+	var median float64
+	if err := b.conn.QueryRow(ctx, b.sql(`WITH `+traceCTE+` SELECT `+figureCols+` FROM t`), traceArgs(team, from, to)...).
+		Scan(&n[0], &n[1], &n[2], &n[3], &n[4], &n[5], &n[6], &n[7], &n[8], &n[9], &median); err != nil {
 		return Figures{}, fmt.Errorf("reports: figures of %s: %w", team, err)
 	}
+	return figuresFrom(&n, median), nil
+}
+
+// weekFacts is what the report takes from one pass over the week's traces.
+type weekFacts struct {
+	total     Figures
+	agents    map[string]Figures
+	actions   []ActionRow       // by tier and class
+	denials   []denialKey       // by agent, tool, action, policy, reason
+	daily     map[string][2]int // "date/tier" -> actions, denials
+	ungranted []Ungranted       // most attempts first
+}
+
+// The grouping sets of the week's query, as grouping() numbers them over
+// (agent, itier, class, itool, iaction, policy, why, day): a bit is set
+// for each column the set leaves out, agent the highest.
+const (
+	setAgent     = 0b0111_1111 // (agent)
+	setTierClass = 0b1001_1111 // (itier, class)
+	setTeam      = 0b1111_1111 // ()
+	setDenials   = 0b0110_0001 // (agent, itool, iaction, policy, why)
+	setDaily     = 0b1011_1110 // (day, itier)
+	setUngranted = 0b0110_0111 // (agent, itool, iaction)
+)
+
+// week computes, in one scan of the team's events, everything the report
+// counts over the week's traces. Each trace carries whether a grant of its
+// agent, tool and action covered its target at the intent's time (grants
+// as stored, whether or not a registry version is in force; the caller
+// uses the ungranted actions only when a registry is loaded).
+func (b *Builder) week(ctx context.Context, team string, from, to time.Time, loc *time.Location) (weekFacts, error) {
+	q := b.sql(`WITH ` + traceCTE + `,
+	tg AS (
+		SELECT t.*, toString(toDate(t.intent_time, ?)) AS day,
+			arrayExists(x -> x.1 <= t.intent_time AND t.intent_time < x.2 AND like(t.itarget, x.3), g.grants) AS covered
+		FROM t LEFT JOIN (
+			SELECT agent_id, toString(tool) AS tool, toString(action) AS action,
+				groupArray((valid_from, valid_to, resource_like)) AS grants
+			FROM {db}.registry_grants FINAL WHERE team = ? AND valid_from < ? AND valid_to > ?
+			GROUP BY agent_id, tool, action) AS g
+		ON g.agent_id = t.agent AND g.tool = t.itool AND g.action = t.iaction)
+	SELECT toUInt8(grouping(agent, itier, class, itool, iaction, policy, why, day)) AS g,
+		agent, itier, class, itool, iaction, policy, why, day,
+		` + figureCols + `,
+		countIf(NOT covered), countIf(NOT covered AND decision = 'deny'),
+		countIf(NOT covered AND result IN ('success', 'failure', 'error')),
+		minIf(itarget, NOT covered), minIf(trace_id, NOT covered)
+	FROM tg
+	GROUP BY GROUPING SETS ((agent), (itier, class), (), (agent, itool, iaction, policy, why), (day, itier), (agent, itool, iaction))
+	ORDER BY g, agent, itier, class, itool, iaction, policy, why, day`)
+	args := append(traceArgs(team, from, to), loc.String(), team, ts(to), ts(from))
+	wf := weekFacts{agents: map[string]Figures{}, actions: []ActionRow{}, daily: map[string][2]int{}, ungranted: []Ungranted{}}
+	rows, err := b.conn.Query(ctx, q, args...)
+	if err != nil {
+		return wf, fmt.Errorf("reports: week of %s: %w", team, err)
+	}
 	defer rows.Close()
-	var total Figures
 	for rows.Next() {
 		var g, tier uint8
-		var agent, class string
+		var agent, class, tool, action, policy, why, day string
 		var n [10]uint64
 		var median float64
-		if err := rows.Scan(&g, &agent, &tier, &class, &n[0], &n[1], &n[2], &n[3], &n[4], &n[5], &n[6], &n[7], &n[8], &n[9], &median); err != nil {
-			return Figures{}, fmt.Errorf("reports: figures of %s: %w", team, err)
+		var ung, ungDenied, ungExecuted uint64
+		var exTarget, exTrace string
+		if err := rows.Scan(&g, &agent, &tier, &class, &tool, &action, &policy, &why, &day,
+			&n[0], &n[1], &n[2], &n[3], &n[4], &n[5], &n[6], &n[7], &n[8], &n[9], &median,
+			&ung, &ungDenied, &ungExecuted, &exTarget, &exTrace); err != nil {
+			return wf, fmt.Errorf("reports: week of %s: %w", team, err)
 		}
-		f := Figures{Actions: int(n[0]), Allowed: int(n[1]), Escalated: int(n[2]), Denied: int(n[3]),
-			Granted: int(n[4]), Rejected: int(n[5]), Expired: int(n[6]), Pending: int(n[7]), Executed: int(n[8]), Failed: int(n[9])}
-		if !math.IsNaN(median) {
-			m := math.Round(median*10) / 10
-			f.MedianApproveSeconds = &m
-		}
-		f.ratios()
-		if g == 7 {
-			total = f
-		} else if each != nil {
-			each(g, agent, tier, class, f)
+		switch g {
+		case setTeam:
+			wf.total = figuresFrom(&n, median)
+		case setAgent:
+			wf.agents[agent] = figuresFrom(&n, median)
+		case setTierClass:
+			f := figuresFrom(&n, median)
+			wf.actions = append(wf.actions, ActionRow{Tier: int(tier), ActionClass: class, Actions: f.Actions, Allowed: f.Allowed,
+				Escalated: f.Escalated, Denied: f.Denied, Executed: f.Executed, Failed: f.Failed})
+		case setDenials:
+			if n[3] > 0 {
+				wf.denials = append(wf.denials, denialKey{agent: agent, tool: tool, action: action, policy: policy, reason: why, n: int(n[3])})
+			}
+		case setDaily:
+			wf.daily[fmt.Sprintf("%s/%d", day, tier)] = [2]int{int(n[0]), int(n[3])}
+		case setUngranted:
+			if ung > 0 {
+				wf.ungranted = append(wf.ungranted, Ungranted{AgentID: agent, Tool: tool, Action: action, Attempts: int(ung),
+					Denied: int(ungDenied), Executed: int(ungExecuted), ExampleTarget: exTarget, ExampleTrace: exTrace})
+			}
+		default:
+			return wf, fmt.Errorf("reports: week of %s: unexpected grouping set %#b", team, g)
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return Figures{}, fmt.Errorf("reports: figures of %s: %w", team, err)
+		return wf, fmt.Errorf("reports: week of %s: %w", team, err)
 	}
-	return total, nil
+	sort.Slice(wf.ungranted, func(i, j int) bool {
+		a, c := wf.ungranted[i], wf.ungranted[j]
+		if a.Attempts != c.Attempts {
+			return a.Attempts > c.Attempts
+		}
+		return a.AgentID < c.AgentID || a.AgentID == c.AgentID && (a.Tool < c.Tool || a.Tool == c.Tool && a.Action < c.Action)
+	})
+	return wf, nil
 }
 
 // ratios fills the autonomy figures from the counts.
@@ -307,27 +394,6 @@ func ratio(n, d int) *float64 {
 type denialKey struct {
 	agent, tool, action, policy, reason string
 	n                                   int
-}
-
-func (b *Builder) denials(ctx context.Context, team string, from, to time.Time) ([]denialKey, error) {
-	rows, err := b.conn.Query(ctx, b.sql(`WITH `+traceCTE+`
-		SELECT agent, itool, iaction, policy, why, count() FROM t WHERE decision = 'deny'
-		GROUP BY agent, itool, iaction, policy, why ORDER BY agent, itool, iaction, policy, why`), traceArgs(team, from, to)...)
-	if err != nil {
-		return nil, fmt.Errorf("reports: denials of %s: %w", team, err)
-	}
-	defer rows.Close()
-	var out []denialKey
-	for rows.Next() {
-		var d denialKey
-		var n uint64
-		if err := rows.Scan(&d.agent, &d.tool, &d.action, &d.policy, &d.reason, &n); err != nil {
-			return nil, fmt.Errorf("reports: denials of %s: %w", team, err)
-		}
-		d.n = int(n)
-		out = append(out, d)
-	}
-	return out, rows.Err()
 }
 
 // topDenials sums denials by policy and reason, most frequent first.
@@ -357,7 +423,7 @@ func topDenials(ds []denialKey, n int) []DenialRow {
 
 // permissions compares the week (and the lookback window) with the
 // registry's grants as they were in force at each instant.
-func (b *Builder) permissions(ctx context.Context, r *Weekly, team string, from, to time.Time, denials []denialKey, agent func(string) *AgentEntry) error {
+func (b *Builder) permissions(ctx context.Context, r *Weekly, team string, from, to time.Time, denials []denialKey, ungranted []Ungranted, agent func(string) *AgentEntry) error {
 	p := &r.Permissions
 	p.LookbackDays = b.cfg.UnusedLookbackDays
 	p.LookbackFrom = to.AddDate(0, 0, -b.cfg.UnusedLookbackDays)
@@ -449,17 +515,20 @@ func (b *Builder) permissions(ctx context.Context, r *Weekly, team string, from,
 
 	// Uses of each grant row inside its own validity and the lookback
 	// window: an intent of the agent, tool and action whose target matches
-	// the resource pattern.
+	// the resource pattern. Only whether a grant was used matters, so the
+	// query reads events without FINAL (a re-delivered intent is a use all
+	// the same) and returns the used grants only; the grants, a few per
+	// agent, are the join's right (hashed) side.
 	uses := map[string]uint64{}
-	rows, err := b.conn.Query(ctx, `SELECT g.grant_key, g.valid_from,
-			countIf(i.event_time >= g.valid_from AND i.event_time < g.valid_to AND like(i.target, g.resource_like))
-		FROM (SELECT grant_key, agent_id, tool, action, resource_like, valid_from, valid_to
+	rows, err := b.conn.Query(ctx, `SELECT g.grant_key, g.valid_from, count()
+		FROM (SELECT agent_id, tool, action, target, event_time
+			FROM `+b.db+`.events WHERE team = ? AND event_type = 'intent' AND event_time >= ? AND event_time < ?) AS i
+		INNER JOIN (SELECT grant_key, toLowCardinality(agent_id) AS agent_id, tool, action, resource_like, valid_from, valid_to
 			FROM `+b.db+`.registry_grants FINAL WHERE team = ? AND valid_from < ? AND valid_to > ?) AS g
-		LEFT JOIN (SELECT toString(agent_id) AS agent_id, toString(tool) AS tool, toString(action) AS action, target, event_time
-			FROM `+b.db+`.v_events WHERE team = ? AND event_type = 'intent' AND event_time >= ? AND event_time < ?) AS i
 		ON i.agent_id = g.agent_id AND i.tool = g.tool AND i.action = g.action
+		WHERE i.event_time >= g.valid_from AND i.event_time < g.valid_to AND like(i.target, g.resource_like)
 		GROUP BY g.grant_key, g.valid_from`,
-		team, ts(to), ts(p.LookbackFrom), team, ts(p.LookbackFrom), ts(to))
+		team, ts(p.LookbackFrom), ts(to), team, ts(to), ts(p.LookbackFrom))
 	if err != nil {
 		return fmt.Errorf("reports: grant use of %s: %w", team, err)
 	}
@@ -497,36 +566,13 @@ func (b *Builder) permissions(ctx context.Context, r *Weekly, team string, from,
 		agent(g.AgentID).Unused++
 	}
 
-	// Actions with no grant in force at the intent's time.
-	rows, err = b.conn.Query(ctx, b.sql(`WITH `+traceCTE+`
-		SELECT agent, itool, iaction, count(), countIf(decision = 'deny'), countIf(result IN ('success', 'failure', 'error')),
-			min(itarget), min(trace_id)
-		FROM (
-			SELECT t.trace_id AS trace_id, t.agent AS agent, t.itool AS itool, t.iaction AS iaction, any(t.itarget) AS itarget,
-				any(t.decision) AS decision, any(t.result) AS result,
-				max(g.valid_from <= t.intent_time AND t.intent_time < g.valid_to AND like(t.itarget, g.resource_like)) AS covered
-			FROM t LEFT JOIN (SELECT agent_id, tool, action, resource_like, valid_from, valid_to
-				FROM {db}.registry_grants FINAL WHERE team = ? AND valid_from < ? AND valid_to > ?) AS g
-			ON g.agent_id = t.agent AND g.tool = t.itool AND g.action = t.iaction
-			GROUP BY t.trace_id, t.agent, t.itool, t.iaction)
-		WHERE covered = 0
-		GROUP BY agent, itool, iaction ORDER BY count() DESC, agent, itool, iaction`),
-		append(traceArgs(team, from, to), team, ts(to), ts(from))...)
-	if err != nil {
-		return fmt.Errorf("reports: ungranted actions of %s: %w", team, err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var u Ungranted
-		var n, denied, executed uint64
-		if err := rows.Scan(&u.AgentID, &u.Tool, &u.Action, &n, &denied, &executed, &u.ExampleTarget, &u.ExampleTrace); err != nil {
-			return fmt.Errorf("reports: ungranted actions of %s: %w", team, err)
-		}
-		u.Attempts, u.Denied, u.Executed = int(n), int(denied), int(executed)
-		p.Ungranted = append(p.Ungranted, u)
+	// Actions with no grant in force at the intent's time (from the
+	// week's pass).
+	p.Ungranted = ungranted
+	for _, u := range ungranted {
 		agent(u.AgentID).Ungranted += u.Attempts
 	}
-	return rows.Err()
+	return nil
 }
 
 // tableExists reports whether db.name exists (the violations and alerts
@@ -694,29 +740,9 @@ func (b *Builder) alerts(ctx context.Context, r *Weekly, team string, from, to, 
 	return nil
 }
 
-// daily counts actions and denials per local day and tier, zeros included.
-func (b *Builder) daily(ctx context.Context, team string, week Week, loc *time.Location) ([]DailyRow, error) {
-	from, to := week.Bounds(loc)
-	rows, err := b.conn.Query(ctx, b.sql(`WITH `+traceCTE+`
-		SELECT toString(toDate(intent_time, ?)) AS day, itier, count(), countIf(decision = 'deny')
-		FROM t GROUP BY day, itier`), append(traceArgs(team, from, to), loc.String())...)
-	if err != nil {
-		return nil, fmt.Errorf("reports: daily counts of %s: %w", team, err)
-	}
-	defer rows.Close()
-	got := map[string][2]int{}
-	for rows.Next() {
-		var day string
-		var tier uint8
-		var n, d uint64
-		if err := rows.Scan(&day, &tier, &n, &d); err != nil {
-			return nil, fmt.Errorf("reports: daily counts of %s: %w", team, err)
-		}
-		got[fmt.Sprintf("%s/%d", day, tier)] = [2]int{int(n), int(d)}
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("reports: daily counts of %s: %w", team, err)
-	}
+// daily lists the week's actions and denials per local day and tier (got,
+// by "date/tier"), zeros included.
+func daily(got map[string][2]int, week Week, loc *time.Location) []DailyRow {
 	var out []DailyRow
 	for _, d := range week.Days(loc) {
 		for tier := 1; tier <= 3; tier++ {
@@ -725,7 +751,7 @@ func (b *Builder) daily(ctx context.Context, team string, week Week, loc *time.L
 			out = append(out, DailyRow{Date: day, Tier: tier, Actions: c[0], Denials: c[1]})
 		}
 	}
-	return out, nil
+	return out
 }
 
 // retentionSummary reports the retention runs finished in the week and the

@@ -8,9 +8,11 @@
 // used without a grant; the week's violations and alerts, each with the
 // command that shows its trace; the autonomy figures; week-over-week change;
 // a chart of daily actions and denials by tier; and the retention summary.
-// Build computes it from ClickHouse (v_events, the registry's versioned
-// grants, and the violations and alerts tables where they exist); it renders
-// as an HTML mail with the chart inline, JSON and CSV.
+// Build computes it from ClickHouse (the events, summarised per trace
+// without FINAL, since a duplicate row cannot change a per-trace summary;
+// the registry's versioned grants; the violations and alerts tables where
+// they exist); it renders as an HTML mail with the chart inline, JSON and
+// CSV.
 //
 // Service (`agentrail reports serve`) sends each team's report on the
 // team's cron schedule in its time zone, over SMTP with STARTTLS and
