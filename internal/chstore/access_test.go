@@ -2,14 +2,10 @@ package chstore_test
 
 import (
 	"context"
-	"log/slog"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/agentrail/agentrail/internal/chserver"
 	"github.com/agentrail/agentrail/internal/chstore"
 	"github.com/agentrail/agentrail/internal/testenv"
 )
@@ -19,21 +15,9 @@ import (
 // analyst reads every table and view of the database and can write, alter or
 // drop nothing. The retention login is TestRetentionRole (reports/retention).
 func TestAccessRoles(t *testing.T) {
-	testenv.RequireLibrary(t)
-	tcp, _ := chserver.FreePort()
-	httpPort, _ := chserver.FreePort()
-	users, err := filepath.Abs("../../deployments/clickhouse/users.xml")
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv := testenv.StartClickHouseWithUsers(t, "../../deployments/clickhouse/users.xml")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	srv, err := chserver.StartProcess(ctx, testenv.Binary(t), chserver.Config{DataDir: t.TempDir(), TCPPort: tcp, HTTPPort: httpPort,
-		UsersXML: users, Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Stop(context.Background())
 
 	t.Setenv("TEST_WRITER_PASSWORD", "writer-dev-password")
 	t.Setenv("TEST_ANALYST_PASSWORD", "analyst-dev-password")

@@ -10,7 +10,6 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"io"
-	"log/slog"
 	"math/big"
 	"net"
 	"os"
@@ -19,7 +18,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/agentrail/agentrail/internal/chserver"
 	"github.com/agentrail/agentrail/internal/chstore"
 	"github.com/agentrail/agentrail/internal/testenv"
 )
@@ -32,25 +30,12 @@ import (
 // HTTP, so a TLS terminator on loopback stands in front of it here, as a
 // load balancer or the server's own tcp_port_secure would in production.
 func TestTLSWithPasswordFromEnv(t *testing.T) {
-	testenv.RequireLibrary(t)
 	dir := t.TempDir()
 	caFile, certFile, keyFile := writeCerts(t, dir, "clickhouse.agentrail.test")
 	otherCA, _, _ := writeCerts(t, filepath.Join(dir, "other"), "clickhouse.agentrail.test")
-	users, err := filepath.Abs("../../deployments/clickhouse/users.xml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	tcp, _ := chserver.FreePort()
-	httpPort, _ := chserver.FreePort()
+	srv := testenv.StartClickHouseWithUsers(t, "../../deployments/clickhouse/users.xml")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	srv, err := chserver.StartProcess(ctx, testenv.Binary(t), chserver.Config{DataDir: filepath.Join(dir, "data"),
-		TCPPort: tcp, HTTPPort: httpPort, UsersXML: users,
-		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Stop(context.Background())
 	tlsAddr := terminateTLS(t, certFile, keyFile, srv.Addr())
 
 	t.Setenv("TEST_WRITER_PASSWORD", "writer-dev-password")

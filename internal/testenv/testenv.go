@@ -133,27 +133,47 @@ func StartClickHouse(t testing.TB, dataDir string) *chserver.Process {
 // one): a fault test restarts a server where its clients expect it.
 func StartClickHouseOn(t testing.TB, dataDir string, tcp, http int) *chserver.Process {
 	t.Helper()
-	lib := RequireLibrary(t)
+	return startClickHouse(t, chserver.Config{DataDir: dataDir, TCPPort: tcp, HTTPPort: http})
+}
+
+// StartClickHouseWithUsers starts a ClickHouse child on free ports whose
+// users, passwords and grants are usersXML (deployments/clickhouse/users.xml,
+// relative to the test's directory or absolute); it is stopped when the test
+// ends.
+func StartClickHouseWithUsers(t testing.TB, usersXML string) *chserver.Process {
+	t.Helper()
+	abs, err := filepath.Abs(usersXML)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := startClickHouse(t, chserver.Config{UsersXML: abs})
+	t.Cleanup(func() { p.Stop(context.Background()) })
+	return p
+}
+
+// startClickHouse starts a ClickHouse child with c's settings, filling a
+// data directory and free ports where c leaves them unset.
+func startClickHouse(t testing.TB, c chserver.Config) *chserver.Process {
+	t.Helper()
+	c.LibPath = RequireLibrary(t)
 	var err error
-	if dataDir == "" {
-		dataDir = t.TempDir()
+	if c.DataDir == "" {
+		c.DataDir = t.TempDir()
 	}
-	if tcp == 0 {
-		if tcp, err = chserver.FreePort(); err != nil {
+	if c.TCPPort == 0 {
+		if c.TCPPort, err = chserver.FreePort(); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if http == 0 {
-		if http, err = chserver.FreePort(); err != nil {
+	if c.HTTPPort == 0 {
+		if c.HTTPPort, err = chserver.FreePort(); err != nil {
 			t.Fatal(err)
 		}
 	}
+	c.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	p, err := chserver.StartProcess(ctx, Binary(t), chserver.Config{
-		LibPath: lib, DataDir: dataDir, TCPPort: tcp, HTTPPort: http,
-		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
-	})
+	p, err := chserver.StartProcess(ctx, Binary(t), c)
 	if err != nil {
 		t.Fatal(err)
 	}

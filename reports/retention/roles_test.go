@@ -2,16 +2,12 @@ package retention
 
 import (
 	"context"
-	"log/slog"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/agentrail/agentrail/internal/chserver"
 	"github.com/agentrail/agentrail/internal/chstore"
 	"github.com/agentrail/agentrail/internal/testenv"
 	"github.com/agentrail/agentrail/reports/internal/fixture"
@@ -22,21 +18,9 @@ import (
 // needs (drop expired partitions, strip fields through its staging table,
 // record the run). That the writer cannot remove events is TestAccessRoles.
 func TestRetentionRole(t *testing.T) {
-	testenv.RequireLibrary(t)
-	users, err := filepath.Abs("../../deployments/clickhouse/users.xml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	tcp, _ := chserver.FreePort()
-	httpPort, _ := chserver.FreePort()
+	srv := testenv.StartClickHouseWithUsers(t, "../../deployments/clickhouse/users.xml")
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	srv, err := chserver.StartProcess(ctx, testenv.Binary(t), chserver.Config{DataDir: t.TempDir(), TCPPort: tcp, HTTPPort: httpPort,
-		UsersXML: users, Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Stop(context.Background())
 	t.Setenv("TEST_WRITER_PASSWORD", "writer-dev-password")
 	t.Setenv("TEST_RETENTION_PASSWORD", "retention-dev-password")
 	open := func(user, env string) driver.Conn {
