@@ -43,6 +43,7 @@ func TestConfigErrors(t *testing.T) {
 		{"redaction pseudonym without secret", "redaction:\n  rules:\n    - {name: x, paths: [requested_by], action: pseudonym}\n", "pseudonym needs a secret"},
 		{"bad signatures mode", "signatures:\n  mode: warn\n", `signatures.mode: "warn" must be enforce or off`},
 		{"bad compression", "clickhouse:\n  compression: gzip\n", "clickhouse.compression"},
+		{"gc percent", "ingest:\n  gc_percent: 5\n", "ingest.gc_percent: 5 out of range"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
