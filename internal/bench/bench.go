@@ -52,10 +52,14 @@ type Config struct {
 	// all of them.
 	Only []string
 	Peer PeerSettings
-	Bin  string // agentrail binary, to start the broker and ClickHouse
-	Dir  string // working directory (emptied)
-	Out  io.Writer
-	Log  *slog.Logger
+	// CHProfile prints, after each throughput run, ClickHouse's CPU by
+	// statement and table and by merge (from the server's query_log and
+	// part_log, which it then keeps).
+	CHProfile bool
+	Bin       string // agentrail binary, to start the broker and ClickHouse
+	Dir       string // working directory (emptied)
+	Out       io.Writer
+	Log       *slog.Logger
 	// Processors builds the in-ingest stages (correlation, anomaly rules)
 	// for a run's database, exactly as `agentrail ingest` does.
 	Processors func(ctx context.Context, cfg consumers.Config, reg prometheus.Registerer) ([]consumers.Processor, error)
@@ -265,7 +269,7 @@ func setup(ctx context.Context, cfg Config) (*env, error) {
 		return nil, err
 	}
 	ch, err := chserver.StartProcess(ctx, cfg.Bin, chserver.Config{DataDir: filepath.Join(cfg.Dir, "clickhouse"),
-		TCPPort: tcp, HTTPPort: httpPort, Logger: cfg.Log})
+		TCPPort: tcp, HTTPPort: httpPort, Logger: cfg.Log, SystemLogs: cfg.CHProfile})
 	if err != nil {
 		stopBroker()
 		return nil, err
@@ -441,6 +445,9 @@ func (e *env) runOurs(ctx context.Context, i int) (throughput, error) {
 	<-done
 	if err := errors.Join(err, cerr); err != nil {
 		return throughput{}, err
+	}
+	if e.cfg.CHProfile {
+		e.chProfile(ctx, fmt.Sprintf("ours run %d", i+1), db, start)
 	}
 	var stored uint64
 	if err := e.conn.QueryRow(ctx, "SELECT count() FROM "+db+".v_events").Scan(&stored); err != nil {

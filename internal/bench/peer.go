@@ -159,6 +159,9 @@ func (e *env) runPeer(ctx context.Context, i int) (throughput, error) {
 	if err != nil {
 		return throughput{}, err
 	}
+	if e.cfg.CHProfile {
+		e.chProfile(ctx, fmt.Sprintf("peer run %d", i+1), db, start)
+	}
 	if err := e.conn.Exec(ctx, "DROP TABLE "+db+".kafka_events SYNC"); err != nil {
 		return throughput{}, err
 	}

@@ -86,6 +86,10 @@ type Config struct {
 	// a "default" user without a password on loopback: the launcher stops
 	// the server and checks readiness as that user.
 	UsersXML string
+	// SystemLogs turns on the server's system.query_log and
+	// system.part_log (CPU and rows per statement, per merge), flushed
+	// every second: `agentrail bench --ch-profile` reads them.
+	SystemLogs bool
 }
 
 // Validate checks the config without I/O.
@@ -116,6 +120,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.HTTPPort, "http-port", 18123, "HTTP interface port on 127.0.0.1")
 	fs.StringVar(&c.LibPath, "lib", DefaultLibPath(), "path of the ClickHouse engine library libchdb.so")
 	fs.StringVar(&c.UsersXML, "users-xml", "", "users.xml with users, passwords and grants (deployments/clickhouse/users.xml); default: user default only")
+	fs.BoolVar(&c.SystemLogs, "system-logs", false, "keep system.query_log and system.part_log (CPU per statement and per merge)")
 }
 
 // flagArgs are the flags that make RegisterFlags reproduce c.
@@ -128,6 +133,9 @@ func (c Config) flagArgs() []string {
 	}
 	if c.UsersXML != "" {
 		args = append(args, "--users-xml="+c.UsersXML)
+	}
+	if c.SystemLogs {
+		args = append(args, "--system-logs")
 	}
 	return args
 }
@@ -149,6 +157,11 @@ func engineConfig(c Config) string {
 			p = c.UsersXML
 		}
 		s += "  <user_directories><users_xml><path>" + html.EscapeString(p) + "</path></users_xml></user_directories>\n"
+	}
+	if c.SystemLogs {
+		for _, t := range []string{"query_log", "part_log"} {
+			s += "  <" + t + "><database>system</database><table>" + t + "</table><flush_interval_milliseconds>1000</flush_interval_milliseconds></" + t + ">\n"
+		}
 	}
 	return s + "</clickhouse>\n"
 }

@@ -123,7 +123,7 @@ func TestDefaultLibPath(t *testing.T) {
 
 // The child parses what StartProcess passes with RegisterFlags.
 func TestFlagArgsRoundTrip(t *testing.T) {
-	want := Config{LibPath: "/l/libchdb.so", DataDir: "/d", TCPPort: 1, HTTPPort: 2}
+	want := Config{LibPath: "/l/libchdb.so", DataDir: "/d", TCPPort: 1, HTTPPort: 2, UsersXML: "/u.xml", SystemLogs: true}
 	var got Config
 	fs := flag.NewFlagSet("clickhouse", flag.ContinueOnError)
 	got.RegisterFlags(fs)
@@ -132,6 +132,19 @@ func TestFlagArgsRoundTrip(t *testing.T) {
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("round trip = %+v, want %+v", got, want)
+	}
+}
+
+// TestEngineConfigSystemLogs: the query and part logs are configured only
+// when asked for; they cost the server a little on every statement.
+func TestEngineConfigSystemLogs(t *testing.T) {
+	for _, on := range []bool{false, true} {
+		conf := engineConfig(Config{DataDir: "/d", SystemLogs: on})
+		for _, tag := range []string{"<query_log>", "<part_log>"} {
+			if got := strings.Contains(conf, tag); got != on {
+				t.Errorf("SystemLogs %v: config has %s = %v\n%s", on, tag, got, conf)
+			}
+		}
 	}
 }
 
