@@ -335,7 +335,12 @@ func New(ctx context.Context, cfg Config, reg prometheus.Registerer, log *slog.L
 // batch is what one poll-accumulate-flush cycle carries.
 type batch struct {
 	recs   []*kgo.Record   // polled, in poll order
-	first  time.Time       // wall clock of the batch's first record
+	// first is when the batch's clock started: the earliest produce time
+	// (record timestamp) among its records, clamped to the interval before
+	// the first poll that returned any (wall clock). It flushes
+	// BatchInterval after that.
+	first  time.Time
+	polled time.Time       // wall clock of the first poll that returned records
 	offset map[int32]int64 // first offset per partition
 
 	// Filled by decode, in poll order.
@@ -349,11 +354,27 @@ func newBatch() *batch {
 	return &batch{offset: make(map[int32]int64)}
 }
 
-// add takes one polled record into the batch, undecoded.
-func (b *batch) add(r *kgo.Record) {
+// add takes one polled record into the batch, undecoded. now is the wall
+// clock of the poll (not the injected clock: it sets a real poll deadline),
+// interval the batch interval.
+//
+// The batch's clock starts at its oldest record's produce time, not when
+// ingest first saw it: records that waited in Kafka while the previous batch
+// was flushed have used up part of their interval already, so a batch of
+// them flushes sooner and freshness stays near one interval plus one flush
+// instead of one interval plus two. A producer clock that runs ahead or far
+// behind cannot stretch the wait beyond the interval or turn it into
+// batches of one: the start is clamped to [first poll − interval, first
+// poll].
+func (b *batch) add(r *kgo.Record, now time.Time, interval time.Duration) {
 	if len(b.recs) == 0 {
-		// Wall clock, not the injected one: it sets a real poll deadline.
-		b.first = time.Now()
+		b.polled, b.first = now, now
+	}
+	if ts := r.Timestamp; ts.Before(b.first) {
+		b.first = ts
+		if floor := b.polled.Add(-interval); ts.Before(floor) {
+			b.first = floor
+		}
 	}
 	b.recs = append(b.recs, r)
 	if _, ok := b.offset[r.Partition]; !ok {
@@ -397,7 +418,8 @@ func (in *Ingest) Run(ctx context.Context) error {
 				in.log.Warn("fetch error", "topic", t, "partition", p, "err", err)
 			}
 		})
-		fetches.EachRecord(b.add)
+		now := time.Now()
+		fetches.EachRecord(func(r *kgo.Record) { b.add(r, now, in.cfg.Ingest.BatchInterval) })
 		if len(b.recs) == 0 {
 			continue
 		}

@@ -290,3 +290,37 @@ func metricValue(t *testing.T, reg *prometheus.Registry, name, labelValue string
 	}
 	return 0
 }
+
+// TestBatchClockStartsAtOldestRecord: a batch's interval runs from its
+// oldest record's produce time, never earlier than one interval before the
+// first poll and never later than that poll, whatever the producers'
+// clocks say.
+func TestBatchClockStartsAtOldestRecord(t *testing.T) {
+	const interval = 250 * time.Millisecond
+	poll := time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		name string
+		ts   []time.Duration // record timestamps relative to the poll
+		want time.Duration   // batch start relative to the poll
+	}{
+		{"fresh records", []time.Duration{0, 0}, 0},
+		{"waited 100ms in Kafka", []time.Duration{-40 * time.Millisecond, -100 * time.Millisecond, -10 * time.Millisecond}, -100 * time.Millisecond},
+		{"waited longer than the interval", []time.Duration{-3 * time.Second}, -interval},
+		{"producer clock ahead", []time.Duration{5 * time.Second}, 0},
+	} {
+		b := newBatch()
+		for i, d := range tc.ts {
+			b.add(&kgo.Record{Partition: 0, Offset: int64(i), Timestamp: poll.Add(d)}, poll, interval)
+		}
+		if got := b.first.Sub(poll); got != tc.want {
+			t.Errorf("%s: batch starts at poll%+v, want poll%+v", tc.name, got, tc.want)
+		}
+	}
+	// A later poll's records still count, but the clamp stays at the first poll.
+	b := newBatch()
+	b.add(&kgo.Record{Timestamp: poll}, poll, interval)
+	b.add(&kgo.Record{Offset: 1, Timestamp: poll.Add(-time.Hour)}, poll.Add(100*time.Millisecond), interval)
+	if got := b.first.Sub(poll); got != -interval {
+		t.Errorf("second poll: batch starts at poll%+v, want poll%+v", got, -interval)
+	}
+}
