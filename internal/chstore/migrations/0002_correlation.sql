@@ -7,41 +7,42 @@
 -- so the most complete record wins. The stage columns describe the trace's
 -- primary action (its earliest intent); the counts cover all its actions.
 -- The state (open, abandoned, incomplete, completed) depends on the clock,
--- so v_traces computes it from abandon_at at query time.
+-- so v_traces computes it from abandon_at at query time. Text columns are
+-- plain String for the same reason as in events (0001): cheaper merges.
 CREATE TABLE IF NOT EXISTS {db}.traces
 (
     trace_id            String,
     kafka_partition     Int32,
-    team                LowCardinality(String),
-    agent_id            LowCardinality(String),
-    agent_version       LowCardinality(String),
-    environment         LowCardinality(String),
-    tenant              LowCardinality(String),
+    team                String,
+    agent_id            String,
+    agent_version       String,
+    environment         String,
+    tenant              String,
     session_id          String,
     requested_by        String,
 
-    tool                LowCardinality(String),
-    action              LowCardinality(String),
+    tool                String,
+    action              String,
     target              String,
-    action_class        LowCardinality(String),
+    action_class        String,
     tier                UInt8,
 
-    outcome             LowCardinality(String),
-    policy_id           LowCardinality(String),
+    outcome             String,
+    policy_id           String,
     policy_version      Int64,
-    matched_rule        LowCardinality(String),
+    matched_rule        String,
 
     approval_id         String,
-    approval_status     LowCardinality(String),
+    approval_status     String,
     approver            String,
-    approver_kind       LowCardinality(String),
-    approval_scope      LowCardinality(String),
+    approver_kind       String,
+    approval_scope      String,
     approval_expires_at Nullable(DateTime64(6, 'UTC')),
 
-    result_status       LowCardinality(String),
+    result_status       String,
     executor            String,
     changed_resource    String,
-    error_class         LowCardinality(String),
+    error_class         String,
 
     intent_time         Nullable(DateTime64(6, 'UTC')),
     decision_time       Nullable(DateTime64(6, 'UTC')),
@@ -72,7 +73,7 @@ CREATE TABLE IF NOT EXISTS {db}.traces
     -- missing evidence when the row was written (those not in violations
     -- yet are waiting to settle), and when the earliest still waiting may be
     -- emitted (ingest's clock at the result's arrival + settle_after).
-    unconfirmed         Array(LowCardinality(String)),
+    unconfirmed         Array(String),
     settle_at           Nullable(DateTime64(6, 'UTC')),
     updated_at          DateTime64(6, 'UTC'),
     version             UInt64,
