@@ -713,7 +713,9 @@ func (in *Ingest) commit(ctx context.Context, recs []*kgo.Record) (txnOutcome, e
 	}
 	var produceErr error
 	if len(recs) > 0 {
-		produceErr = in.sess.ProduceSync(ctx, recs...).FirstErr()
+		if produceErr = in.produce(ctx, recs); ctx.Err() != nil {
+			return txnAborted, ctx.Err() // stopping: Close fails what is left
+		}
 	}
 	try := kgo.TryCommit
 	if produceErr != nil {
@@ -733,6 +735,24 @@ func (in *Ingest) commit(ctx context.Context, recs []*kgo.Record) (txnOutcome, e
 		return txnAborted, nil
 	}
 	return txnCommitted, nil
+}
+
+// produce sends recs in the open transaction and waits for them, or for ctx
+// to end. A broker that is down makes the wait as long as the outage:
+// franz-go keeps a record it sent to a broker that went away until the
+// broker answers (an idempotent producer cannot tell whether it was
+// written), whatever ctx says, so a stop does not wait for it; Close fails
+// what is left.
+func (in *Ingest) produce(ctx context.Context, recs []*kgo.Record) error {
+	res := make(chan error, 1)
+	sess := in.sess
+	go func() { res <- sess.ProduceSync(ctx, recs...).FirstErr() }()
+	select {
+	case err := <-res:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // txnFailed handles a failed Begin or End (step): a stop (ctx ended) or an
@@ -769,11 +789,7 @@ const leaveBudget = 3 * time.Second
 // broker is back. It returns an error only when ctx ended, or when the
 // options, valid at New, no longer make a client.
 func (in *Ingest) renewSession(ctx context.Context, backoff time.Duration) error {
-	lctx, cancel := context.WithTimeout(ctx, leaveBudget)
-	_ = in.cl.LeaveGroupContext(lctx)
-	cancel()
-	in.sess.Close()
-	in.sess, in.cl = nil, nil
+	in.closeSession(ctx)
 	select {
 	case <-ctx.Done():
 		return ctx.Err()
@@ -785,6 +801,19 @@ func (in *Ingest) renewSession(ctx context.Context, backoff time.Duration) error
 	}
 	in.sess, in.cl = sess, sess.Client()
 	return nil
+}
+
+// closeSession leaves the group, waiting at most leaveBudget or until ctx
+// ends, and closes the session.
+func (in *Ingest) closeSession(ctx context.Context) {
+	if in.sess == nil {
+		return // Run stopped while renewing it
+	}
+	lctx, cancel := context.WithTimeout(ctx, leaveBudget)
+	_ = in.cl.LeaveGroupContext(lctx)
+	cancel()
+	in.sess.Close()
+	in.sess, in.cl = nil, nil
 }
 
 // brokerGone reports whether a failed Begin or End is about the broker:
@@ -971,13 +1000,12 @@ func retry(ctx context.Context, in *Ingest, stage string, fn func() error) error
 	}
 }
 
-// Close leaves the consumer group and closes the connections. Call it after
+// Close leaves the consumer group (waiting for the broker at most
+// leaveBudget, or until ctx ends) and closes the connections. Call it after
 // Run returned; it is idempotent.
 func (in *Ingest) Close(ctx context.Context) error {
 	in.closeOnce.Do(func() {
-		if in.sess != nil { // nil if Run stopped while renewing it
-			in.sess.Close()
-		}
+		in.closeSession(ctx)
 		_ = in.ch.Close()
 	})
 	return nil

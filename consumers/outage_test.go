@@ -30,6 +30,10 @@ type outage struct {
 	batches int
 	once    sync.Once
 	hit     chan struct{} // closed once the broker was stopped
+	// armed: stop the broker on the next batch too, with its records to
+	// produce; hit2 is closed then.
+	armed bool
+	hit2  chan struct{}
 }
 
 func (p *outage) Name() string { return "outage" }
@@ -38,6 +42,10 @@ func (p *outage) Process(_ context.Context, b *Batch) (Output, error) {
 	p.mu.Lock()
 	p.batches++
 	n := p.batches
+	armed := p.armed && len(b.Events) > 0
+	if armed {
+		p.armed = false
+	}
 	p.mu.Unlock()
 	var out Output
 	if n == 2 {
@@ -48,6 +56,10 @@ func (p *outage) Process(_ context.Context, b *Batch) (Output, error) {
 	}
 	for _, e := range b.Events {
 		out.Records = append(out.Records, &kgo.Record{Topic: p.topic, Key: []byte(e.TraceID), Value: []byte(e.EventID)})
+	}
+	if armed {
+		p.stop()
+		close(p.hit2)
 	}
 	return out, nil
 }
@@ -60,6 +72,9 @@ func (p *outage) PartitionsRevoked([]int32) {}
 // has failed, and starts it again on the same port and directory. Ingest
 // must not exit, and every event must end up stored once (as analysts see
 // it), with each emitted record visible once to a read_committed consumer.
+// Then the broker goes away while a batch's records are being produced, and
+// ingest is stopped meanwhile: it must return at once, not wait for the
+// broker.
 func TestIngestSurvivesBrokerOutage(t *testing.T) {
 	var kc kafkacfg.Config
 	kc.Defaults()
@@ -110,7 +125,7 @@ func TestIngestSurvivesBrokerOutage(t *testing.T) {
 	cfg.Ingest.SessionTimeout = 6 * time.Second
 	cfg.Ingest.RebalanceTimeout = 6 * time.Second
 
-	p := &outage{topic: outTopic, hit: make(chan struct{}), stop: func() {
+	p := &outage{topic: outTopic, hit: make(chan struct{}), hit2: make(chan struct{}), stop: func() {
 		clMu.Lock()
 		defer clMu.Unlock()
 		cl.Close() // flushes the data directory, closes every connection
@@ -125,7 +140,7 @@ func TestIngestSurvivesBrokerOutage(t *testing.T) {
 	}
 	done := make(chan error, 1)
 	go func() { done <- in.Run(ctx) }()
-	defer func() { _ = in.Close(context.Background()) }()
+	defer func() { _ = in.Close(context.Background()) }() // idempotent: closed below too
 
 	select {
 	case <-p.hit:
@@ -185,14 +200,35 @@ func TestIngestSurvivesBrokerOutage(t *testing.T) {
 		}
 	}
 
+	p.mu.Lock()
+	p.armed = true
+	p.mu.Unlock()
+	produce(t, addr, encodeAll(t, kc.Topics.Events, traceEvents(99_999, time.Now().UTC())))
+	select {
+	case <-p.hit2:
+	case err := <-done:
+		t.Fatalf("ingest returned: %v", err)
+	case <-time.After(60 * time.Second):
+		t.Fatal("no batch within 60s")
+	}
+	time.Sleep(time.Second) // the batch's records are waiting for the broker
 	cancel()
+	stopStart := time.Now()
 	select {
 	case err := <-done:
 		if err != nil {
 			t.Fatalf("ingest run after cancel: %v", err)
 		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("ingest did not stop within 30s of its context ending")
+	case <-time.After(15 * time.Second):
+		t.Fatal("ingest did not stop within 15s of its context ending, with the broker down")
 	}
+	cctx, ccancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer ccancel()
+	closeStart := time.Now()
+	_ = in.Close(cctx)
+	if took := time.Since(closeStart); took > 10*time.Second {
+		t.Fatalf("Close took %s with the broker down", took)
+	}
+	t.Logf("with the broker down, Run returned %s after its context ended, Close took %s", closeStart.Sub(stopStart), time.Since(closeStart))
 	t.Logf("commit retries: %v", metricValue(t, reg, "agentrail_ingest_retries_total", "commit"))
 }
