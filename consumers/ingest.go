@@ -9,7 +9,11 @@
 // letters and the records its Processors emit. A crash or a rebalance before
 // that commit redoes the batch; the events table collapses re-delivered
 // events by event_id (see docs/ARCHITECTURE.md), and the transaction keeps
-// the emitted records exactly once for read_committed consumers.
+// the emitted records exactly once for read_committed consumers. A broker
+// that goes away does not stop ingest: ClickHouse outages are retried in
+// place, and a transaction the broker could not end is given up with its
+// Kafka session, which is made again, and the batch is consumed again (see
+// commit).
 //
 // Metrics:
 //
@@ -18,7 +22,7 @@
 //	agentrail_ingest_batches_total
 //	agentrail_ingest_batch_rows (histogram)
 //	agentrail_ingest_insert_seconds (histogram)
-//	agentrail_ingest_retries_total{stage="decode|insert|process|process_insert|produce"}
+//	agentrail_ingest_retries_total{stage="decode|insert|process|process_insert|produce|commit"}
 //	agentrail_ingest_last_commit_timestamp_seconds
 //	agentrail_ingest_aborted_batches_total
 //	agentrail_ingest_redactions_total{rule,action} (redaction.go)
@@ -34,7 +38,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"os"
 	"runtime"
 	"runtime/debug"
@@ -47,6 +53,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
 
@@ -173,8 +180,10 @@ func (c *Config) Validate() error {
 type Ingest struct {
 	cfg       Config
 	log       *slog.Logger
-	sess      *kgo.GroupTransactSession
-	cl        *kgo.Client // sess's client
+	sess      *kgo.GroupTransactSession // replaced by renewSession, on Run's goroutine
+	cl        *kgo.Client               // sess's client
+	kopts     []kgo.Opt                 // sess's options, to make it again
+	txnFails  int                       // transactions lost in a row (renewSession's backoff)
 	ch        driver.Conn
 	dec       *schemas.Decoder
 	now       func() time.Time
@@ -322,7 +331,7 @@ func New(ctx context.Context, cfg Config, reg prometheus.Registerer, log *slog.L
 		return nil, err
 	}
 	db := cfg.ClickHouse.Database
-	in.sess, in.cl, in.ch = sess, cl, ch
+	in.sess, in.cl, in.ch, in.kopts = sess, cl, ch, kopts
 	in.lim = schemas.Limits{MaxFuture: cfg.Ingest.MaxFuture, MaxPast: cfg.Ingest.MaxPast, MaxString: schemas.DefaultLimits.MaxString}
 	in.insertSQL = "INSERT INTO " + db + ".events (" + strings.Join(insertColumns, ", ") + ")"
 	in.dlSQL = "INSERT INTO " + db + ".dead_letters (topic, partition, offset, reason_class, field, reason, raw_bytes, raw_sha256)"
@@ -649,14 +658,18 @@ func (in *Ingest) flush(ctx context.Context, b *batch) error {
 		recs = append(recs, out.Records...)
 	}
 
-	committed, err := in.commit(ctx, recs)
+	outcome, err := in.commit(ctx, recs)
 	if err != nil {
 		return err
 	}
-	if !committed {
+	switch outcome {
+	case txnAborted:
 		in.m.aborted.Inc()
 		in.log.Info("batch transaction aborted (partitions moved); it will be consumed again", "records", len(b.recs))
 		return nil
+	case txnLost:
+		in.m.aborted.Inc()
+		return nil // renewSession logged it
 	}
 	in.m.lastCommit.SetToCurrentTime()
 	in.m.records.WithLabelValues("stored").Add(float64(b.rows.len()))
@@ -695,17 +708,36 @@ func (in *Ingest) process(ctx context.Context, b *batch) ([]Output, error) {
 	return outs, nil
 }
 
+// txnOutcome is how a batch's transaction ended.
+type txnOutcome int
+
+const (
+	txnCommitted txnOutcome = iota
+	txnAborted              // partitions moved, or producing failed: the session rewound
+	txnLost                 // the broker could not end it: the session was made again
+)
+
 // commit produces recs and commits the consumed offsets in one transaction.
-// It reports whether the transaction committed. An error is fatal for this
-// client (franz-go: no End error is retryable); the caller stops, and a
-// restart resumes from the last committed batch.
-func (in *Ingest) commit(ctx context.Context, recs []*kgo.Record) (bool, error) {
+//
+// When Begin or End fails because the broker is unreachable, restarted, or
+// lost or fenced the transaction (brokerGone), ingest does not stop: no
+// error from End is retryable on the same client, and franz-go's maintainer
+// says to make the client again (twmb/franz-go#855), so renewSession closes
+// the session and makes a new one, with backoff. The batch's rows are in
+// ClickHouse and its offsets are not committed (or, if the broker committed
+// and only the answer was lost, they are, and nothing is redone): the new
+// session consumes from the committed offsets, and the batch's rows are
+// inserted again, which the events table collapses. Any other error
+// (authorization, configuration) is returned: no retry fixes it.
+func (in *Ingest) commit(ctx context.Context, recs []*kgo.Record) (txnOutcome, error) {
 	if err := in.sess.Begin(); err != nil {
-		return false, fmt.Errorf("consumers: begin transaction: %w", err)
+		return in.txnFailed(ctx, "begin", err)
 	}
 	var produceErr error
 	if len(recs) > 0 {
-		produceErr = in.sess.ProduceSync(ctx, recs...).FirstErr()
+		if produceErr = in.produce(ctx, recs); ctx.Err() != nil {
+			return txnAborted, ctx.Err() // stopping: Close fails what is left
+		}
 	}
 	try := kgo.TryCommit
 	if produceErr != nil {
@@ -713,14 +745,132 @@ func (in *Ingest) commit(ctx context.Context, recs []*kgo.Record) (bool, error) 
 	}
 	committed, err := in.sess.End(ctx, try)
 	if err != nil {
-		return false, fmt.Errorf("consumers: end transaction: %w", err)
+		return in.txnFailed(ctx, "end", err)
 	}
+	in.txnFails = 0
 	if produceErr != nil {
 		in.log.Warn("producing the batch's records failed; transaction aborted, the batch will be consumed again", "err", produceErr)
 		in.m.retries.WithLabelValues("produce").Inc()
-		return false, nil
+		return txnAborted, nil
 	}
-	return committed, nil
+	if !committed {
+		return txnAborted, nil
+	}
+	return txnCommitted, nil
+}
+
+// produce sends recs in the open transaction and waits for them, or for ctx
+// to end. A broker that is down makes the wait as long as the outage:
+// franz-go keeps a record it sent to a broker that went away until the
+// broker answers (an idempotent producer cannot tell whether it was
+// written), whatever ctx says, so a stop does not wait for it; Close fails
+// what is left.
+func (in *Ingest) produce(ctx context.Context, recs []*kgo.Record) error {
+	res := make(chan error, 1)
+	sess := in.sess
+	go func() { res <- sess.ProduceSync(ctx, recs...).FirstErr() }()
+	select {
+	case err := <-res:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// txnFailed handles a failed Begin or End (step): a stop (ctx ended) or an
+// error no retry fixes is returned; a broker gone is recovered from by
+// renewing the session.
+func (in *Ingest) txnFailed(ctx context.Context, step string, err error) (txnOutcome, error) {
+	if ctx.Err() != nil {
+		return txnLost, ctx.Err()
+	}
+	if !brokerGone(err) {
+		return txnLost, fmt.Errorf("consumers: %s transaction: %w", step, err)
+	}
+	in.m.retries.WithLabelValues("commit").Inc()
+	in.txnFails++
+	backoff := min(100*time.Millisecond<<min(in.txnFails-1, 6), 5*time.Second)
+	in.log.Warn("batch transaction failed: the Kafka broker is unreachable or lost the transaction; "+
+		"the batch is stored in ClickHouse, its offsets are not committed; making a new Kafka session, the batch will be consumed again",
+		"step", step, "attempt", in.txnFails, "backoff", backoff, "err", err)
+	if err := in.renewSession(ctx, backoff); err != nil {
+		return txnLost, err
+	}
+	return txnLost, nil
+}
+
+// leaveBudget bounds how long a session given up waits to leave the group:
+// leaving needs the broker, which may be gone. A member that could not
+// leave is dropped by the group after its session timeout.
+const leaveBudget = 3 * time.Second
+
+// renewSession closes the session and makes a new one with the same options
+// (the same transactional id, so the new producer fences the old one and
+// aborts any transaction it left open), after waiting backoff. The new
+// session joins the group and consumes from the committed offsets once the
+// broker is back. It returns an error only when ctx ended, or when the
+// options, valid at New, no longer make a client.
+func (in *Ingest) renewSession(ctx context.Context, backoff time.Duration) error {
+	in.closeSession(ctx)
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(backoff):
+	}
+	sess, err := kgo.NewGroupTransactSession(in.kopts...)
+	if err != nil {
+		return fmt.Errorf("consumers: kafka client: %w", err)
+	}
+	in.sess, in.cl = sess, sess.Client()
+	return nil
+}
+
+// closeSession leaves the group, waiting at most leaveBudget or until ctx
+// ends, and closes the session.
+func (in *Ingest) closeSession(ctx context.Context) {
+	if in.sess == nil {
+		return // Run stopped while renewing it
+	}
+	lctx, cancel := context.WithTimeout(ctx, leaveBudget)
+	_ = in.cl.LeaveGroupContext(lctx)
+	cancel()
+	in.sess.Close()
+	in.sess, in.cl = nil, nil
+}
+
+// brokerGone reports whether a failed Begin or End is about the broker:
+// unreachable or restarted, out of retries, or the transaction's state lost,
+// fenced or aborted on its side. A new session recovers from these once the
+// broker is back. Authorization and configuration errors, and anything not
+// known to be about the broker, are not.
+func brokerGone(err error) bool {
+	for _, fatal := range []error{kerr.TransactionalIDAuthorizationFailed, kerr.GroupAuthorizationFailed,
+		kerr.TopicAuthorizationFailed, kerr.ClusterAuthorizationFailed, kerr.SaslAuthenticationFailed,
+		kerr.UnsupportedVersion, kerr.InvalidTransactionTimeout, kerr.FencedInstanceID} {
+		if errors.Is(err, fatal) {
+			return false // FencedInstanceID: two members were given one instance_id
+		}
+	}
+	var ne net.Error
+	if kgo.IsRetryableBrokerErr(err) || errors.As(err, &ne) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, net.ErrClosed) || errors.Is(err, kgo.ErrRecordTimeout) || errors.Is(err, kgo.ErrRecordRetries) {
+		return true
+	}
+	var ke *kerr.Error
+	if !errors.As(err, &ke) {
+		return false
+	}
+	if ke.Retriable {
+		return true // coordinator moving or loading, not enough replicas, timeouts, ...
+	}
+	switch ke {
+	case kerr.ProducerFenced, kerr.InvalidProducerEpoch, kerr.InvalidProducerIDMapping, kerr.UnknownProducerID,
+		kerr.InvalidTxnState, kerr.TransactionAbortable, kerr.OperationNotAttempted, kerr.ConcurrentTransactions,
+		kerr.TransactionCoordinatorFenced, kerr.UnknownServerError,
+		kerr.IllegalGeneration, kerr.UnknownMemberID, kerr.RebalanceInProgress, kerr.StaleMemberEpoch, kerr.GroupIDNotFound:
+		return true
+	}
+	return false
 }
 
 // revoked records partitions this member lost; the processors hear of them
@@ -872,11 +1022,12 @@ func retry(ctx context.Context, in *Ingest, stage string, fn func() error) error
 	}
 }
 
-// Close leaves the consumer group and closes the connections. Call it after
+// Close leaves the consumer group (waiting for the broker at most
+// leaveBudget, or until ctx ends) and closes the connections. Call it after
 // Run returned; it is idempotent.
 func (in *Ingest) Close(ctx context.Context) error {
 	in.closeOnce.Do(func() {
-		in.sess.Close()
+		in.closeSession(ctx)
 		_ = in.ch.Close()
 	})
 	return nil

@@ -46,6 +46,8 @@ type harness struct {
 	ch     chstore.Config
 	conn   driver.Conn
 
+	logDir string // the ingest processes' logs: <name>.log
+
 	mu     sync.Mutex
 	good   map[string]struct{} // event ids of acknowledged good records
 	poison map[string]string   // sha-free marker (record key) -> expected reason class
@@ -53,7 +55,7 @@ type harness struct {
 }
 
 func newHarness(t *testing.T, brokerAddr string, ch chstore.Config, conn driver.Conn) *harness {
-	return &harness{t: t, bin: testenv.Binary(t), broker: brokerAddr, ch: ch, conn: conn,
+	return &harness{t: t, bin: testenv.Binary(t), broker: brokerAddr, ch: ch, conn: conn, logDir: logDir(t),
 		good: map[string]struct{}{}, poison: map[string]string{}}
 }
 
@@ -68,7 +70,7 @@ func (h *harness) startIngest(name string) *exec.Cmd {
 	}
 	cmd := exec.Command(h.bin, "ingest", "--config", cfg, "--brokers", h.broker,
 		"--clickhouse", h.ch.Addr[0], "--database", h.ch.Database, "--metrics", "")
-	logf, err := os.Create(filepath.Join(logDir(h.t), name+".log"))
+	logf, err := os.Create(filepath.Join(h.logDir, name+".log"))
 	if err != nil {
 		h.t.Fatal(err)
 	}
