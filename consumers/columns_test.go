@@ -87,8 +87,8 @@ const selectStored = `SELECT * EXCEPT (ingested_at), toUnixTimestamp64Micro(even
 // columns, the second after a reset and smaller than the first, and reads
 // every column back with clickhouse-go: a column out of order, of the wrong
 // type, or left over from the previous batch shows as a differing field.
-// It runs against the migrated table and against one whose
-// LowCardinality(String) columns are plain String.
+// It runs against the migrated table, with each compression, and against
+// one whose LowCardinality(String) columns are plain String.
 func TestEventColumnsRoundTrip(t *testing.T) {
 	cfg, conn := testenv.ClickHouse(t)
 	ctx := context.Background()
@@ -178,29 +178,36 @@ func TestEventColumnsRoundTrip(t *testing.T) {
 		RedPath: []string{"comment"}, RedAction: []string{"drop"}, RedRule: []string{"secret"},
 	}}
 
-	opts, err := chstore.NativeOptions(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, db := range []string{cfg.Database, plainDB} {
-		t.Run(db, func(t *testing.T) {
+	for _, tc := range []struct{ db, compression string }{
+		{cfg.Database, "none"}, {cfg.Database, "lz4"}, {cfg.Database, "zstd"}, {plainDB, "none"},
+	} {
+		t.Run(tc.db+"/"+tc.compression, func(t *testing.T) {
+			db, c := tc.db, cfg
+			c.Compression = tc.compression
+			opts, err := chstore.NativeOptions(c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := conn.Exec(ctx, "TRUNCATE TABLE "+db+".events"); err != nil {
+				t.Fatal(err)
+			}
 			var n nativeConn
 			if err := n.open(ctx, opts); err != nil {
 				t.Fatal(err)
 			}
 			defer n.close()
-			c := newEventColumns()
-			c.add(&full, fullReds, 2, 10, "key-1")
-			c.add(&bare, nil, 0, 11, "")
-			if err := n.do(ctx, c.query(db+".events")); err != nil {
+			cols := newEventColumns()
+			cols.add(&full, fullReds, 2, 10, "key-1")
+			cols.add(&bare, nil, 0, 11, "")
+			if err := n.do(ctx, cols.query(db+".events")); err != nil {
 				t.Fatalf("first batch: %v", err)
 			}
-			c.reset()
-			if c.len() != 0 {
-				t.Fatalf("after reset: %d rows, want 0", c.len())
+			cols.reset()
+			if cols.len() != 0 {
+				t.Fatalf("after reset: %d rows, want 0", cols.len())
 			}
-			c.add(&zeroes, []redact.Redaction{{Path: "comment", Action: "drop", Rule: "secret"}}, 5, 12, "key-3")
-			if err := n.do(ctx, c.query(db+".events")); err != nil {
+			cols.add(&zeroes, []redact.Redaction{{Path: "comment", Action: "drop", Rule: "secret"}}, 5, 12, "key-3")
+			if err := n.do(ctx, cols.query(db+".events")); err != nil {
 				t.Fatalf("second batch: %v", err)
 			}
 			got := readStored(t, conn, db)
