@@ -1,145 +1,245 @@
 package consumers
 
 import (
-	"slices"
+	"strings"
 	"time"
+
+	"github.com/ClickHouse/ch-go"
+	"github.com/ClickHouse/ch-go/proto"
 
 	"github.com/agentrail/agentrail/consumers/redact"
 	"github.com/agentrail/agentrail/schemas"
 )
 
-// insertColumns is the column list of the events insert, in the order
-// eventColumns.values returns them.
-var insertColumns = []string{
-	"event_id", "trace_id", "span_id", "event_type", "event_time", "tier",
-	"agent_id", "agent_version", "team", "environment", "tenant", "requested_by",
-	"producer_name", "producer_version", "producer_host", "session_id", "labels",
-	"tool", "action", "target", "action_class", "parameters", "action_digest",
-	"rationale", "context", "model_id", "prompt_version", "evidence_ids", "confidence",
-	"outcome", "policy_id", "policy_version", "matched_rule", "reason", "remaining_quota",
-	"approval_id", "approval_status", "approver", "approver_role", "approver_kind",
-	"scope", "expires_at", "channel", "comment",
-	"result_status", "executor", "changed_resource", "side_effects", "error_class",
-	"error_message", "duration_us", "signer_key_id",
-	"kafka_partition", "kafka_offset",
-	"redactions.path", "redactions.action", "redactions.rule",
-}
-
-// eventColumns holds a batch of events column by column, the layout
-// ClickHouse's native protocol sends: appending a whole column at once is far
-// cheaper than appending row by row.
+// eventColumns holds a batch of events column by column, as ClickHouse's
+// native protocol sends them, in ch-go's typed buffers: a string is copied
+// once, into its column's byte buffer, and sent from there. Ingest keeps
+// one eventColumns and resets it for every batch, so after the first few
+// batches appending allocates nothing and the collector has no per-row
+// string headers to scan.
+//
+// LowCardinality(String) columns are appended as String: the insert sets
+// low_cardinality_allow_in_native_format=0 (insertSettings), so the server
+// asks for plain strings and builds the dictionaries itself; a table whose
+// columns are plain String takes the same block.
 type eventColumns struct {
-	eventID, traceID, spanID, eventType         []string
-	eventTime                                   []time.Time
-	tier                                        []uint8
-	agentID, agentVersion, team, environment    []string
-	tenant, requestedBy                         []string
-	producerName, producerVersion, producerHost []string
-	sessionID                                   []string
-	labels                                      []map[string]string
-	tool, action, target, actionClass           []string
-	parameters                                  []map[string]string
-	actionDigest, rationale                     []string
-	context                                     []map[string]string
-	modelID, promptVersion                      []string
-	evidenceIDs                                 [][]string
-	confidence                                  []*float64
-	outcome, policyID                           []string
-	policyVersion                               []int64
-	matchedRule, reason                         []string
-	remainingQuota                              []*int64
-	approvalID, approvalStatus, approver        []string
-	approverRole, approverKind, scope           []string
-	expiresAt                                   []*time.Time
-	channel, comment                            []string
-	resultStatus, executor, changedResource     []string
-	sideEffects                                 [][]string
-	errorClass, errorMessage                    []string
-	durationUS                                  []int64
-	signerKeyID                                 []string
-	kafkaPartition                              []int32
-	kafkaOffset                                 []int64
-	redactions                                  redactionColumns
+	eventID, traceID, spanID, eventType         proto.ColStr
+	eventTime                                   dateTime64
+	tier                                        proto.ColUInt8
+	agentID, agentVersion, team, environment    proto.ColStr
+	tenant, requestedBy                         proto.ColStr
+	producerName, producerVersion, producerHost proto.ColStr
+	sessionID                                   proto.ColStr
+	labels, parameters, context                 *proto.ColMap[string, string]
+	tool, action, target, actionClass           proto.ColStr
+	actionDigest, rationale                     proto.ColStr
+	modelID, promptVersion                      proto.ColStr
+	evidenceIDs, sideEffects                    *proto.ColArr[string]
+	confidence                                  *proto.ColNullable[float64]
+	outcome, policyID                           proto.ColStr
+	policyVersion                               proto.ColInt64
+	matchedRule, reason                         proto.ColStr
+	remainingQuota                              *proto.ColNullable[int64]
+	approvalID, approvalStatus, approver        proto.ColStr
+	approverRole, approverKind, scope           proto.ColStr
+	expiresAt                                   *proto.ColNullable[proto.DateTime64]
+	channel, comment                            proto.ColStr
+	resultStatus, executor, changedResource     proto.ColStr
+	errorClass, errorMessage                    proto.ColStr
+	durationUS                                  proto.ColInt64
+	signerKeyID                                 proto.ColStr
+	kafkaPartition                              proto.ColInt32
+	kafkaOffset                                 proto.ColInt64
+
+	// The redactions Nested column: three parallel Array(String).
+	redPath, redAction, redRule          proto.ColStr
+	redPathArr, redActionArr, redRuleArr *proto.ColArr[string]
+
+	input proto.Input // every column above, named, in the insert's order
 }
 
-func (c *eventColumns) len() int { return len(c.eventID) }
+// newEventColumns returns empty columns, ready to be reused batch after
+// batch.
+func newEventColumns() *eventColumns {
+	c := &eventColumns{}
+	for _, m := range []**proto.ColMap[string, string]{&c.labels, &c.parameters, &c.context} {
+		*m = proto.NewMap[string, string](new(proto.ColStr), new(proto.ColStr))
+	}
+	c.evidenceIDs = proto.NewArray[string](new(proto.ColStr))
+	c.sideEffects = proto.NewArray[string](new(proto.ColStr))
+	c.confidence = proto.NewColNullable[float64](new(proto.ColFloat64))
+	c.remainingQuota = proto.NewColNullable[int64](new(proto.ColInt64))
+	c.eventTime.WithPrecision(proto.PrecisionMicro).WithLocation(time.UTC)
+	expires := &proto.ColDateTime64Raw{}
+	expires.WithPrecision(proto.PrecisionMicro).WithLocation(time.UTC)
+	c.expiresAt = proto.NewColNullable[proto.DateTime64](expires)
+	c.redPathArr = proto.NewArray[string](&c.redPath)
+	c.redActionArr = proto.NewArray[string](&c.redAction)
+	c.redRuleArr = proto.NewArray[string](&c.redRule)
+	c.input = proto.Input{
+		{Name: "event_id", Data: &c.eventID},
+		{Name: "trace_id", Data: &c.traceID},
+		{Name: "span_id", Data: &c.spanID},
+		{Name: "event_type", Data: &c.eventType},
+		{Name: "event_time", Data: &c.eventTime},
+		{Name: "tier", Data: &c.tier},
+		{Name: "agent_id", Data: &c.agentID},
+		{Name: "agent_version", Data: &c.agentVersion},
+		{Name: "team", Data: &c.team},
+		{Name: "environment", Data: &c.environment},
+		{Name: "tenant", Data: &c.tenant},
+		{Name: "requested_by", Data: &c.requestedBy},
+		{Name: "producer_name", Data: &c.producerName},
+		{Name: "producer_version", Data: &c.producerVersion},
+		{Name: "producer_host", Data: &c.producerHost},
+		{Name: "session_id", Data: &c.sessionID},
+		{Name: "labels", Data: c.labels},
+		{Name: "tool", Data: &c.tool},
+		{Name: "action", Data: &c.action},
+		{Name: "target", Data: &c.target},
+		{Name: "action_class", Data: &c.actionClass},
+		{Name: "parameters", Data: c.parameters},
+		{Name: "action_digest", Data: &c.actionDigest},
+		{Name: "rationale", Data: &c.rationale},
+		{Name: "context", Data: c.context},
+		{Name: "model_id", Data: &c.modelID},
+		{Name: "prompt_version", Data: &c.promptVersion},
+		{Name: "evidence_ids", Data: c.evidenceIDs},
+		{Name: "confidence", Data: c.confidence},
+		{Name: "outcome", Data: &c.outcome},
+		{Name: "policy_id", Data: &c.policyID},
+		{Name: "policy_version", Data: &c.policyVersion},
+		{Name: "matched_rule", Data: &c.matchedRule},
+		{Name: "reason", Data: &c.reason},
+		{Name: "remaining_quota", Data: c.remainingQuota},
+		{Name: "approval_id", Data: &c.approvalID},
+		{Name: "approval_status", Data: &c.approvalStatus},
+		{Name: "approver", Data: &c.approver},
+		{Name: "approver_role", Data: &c.approverRole},
+		{Name: "approver_kind", Data: &c.approverKind},
+		{Name: "scope", Data: &c.scope},
+		{Name: "expires_at", Data: c.expiresAt},
+		{Name: "channel", Data: &c.channel},
+		{Name: "comment", Data: &c.comment},
+		{Name: "result_status", Data: &c.resultStatus},
+		{Name: "executor", Data: &c.executor},
+		{Name: "changed_resource", Data: &c.changedResource},
+		{Name: "side_effects", Data: c.sideEffects},
+		{Name: "error_class", Data: &c.errorClass},
+		{Name: "error_message", Data: &c.errorMessage},
+		{Name: "duration_us", Data: &c.durationUS},
+		{Name: "signer_key_id", Data: &c.signerKeyID},
+		{Name: "kafka_partition", Data: &c.kafkaPartition},
+		{Name: "kafka_offset", Data: &c.kafkaOffset},
+		{Name: "redactions.path", Data: c.redPathArr},
+		{Name: "redactions.action", Data: c.redActionArr},
+		{Name: "redactions.rule", Data: c.redRuleArr},
+	}
+	return c
+}
 
-// grow makes room for n more events in every column at once, instead of
-// each column doubling its way there.
-func (c *eventColumns) grow(n int) {
-	for _, p := range []*[]string{&c.eventID, &c.traceID, &c.spanID, &c.eventType,
-		&c.agentID, &c.agentVersion, &c.team, &c.environment, &c.tenant, &c.requestedBy,
-		&c.producerName, &c.producerVersion, &c.producerHost, &c.sessionID,
-		&c.tool, &c.action, &c.target, &c.actionClass, &c.actionDigest, &c.rationale, &c.modelID, &c.promptVersion,
-		&c.outcome, &c.policyID, &c.matchedRule, &c.reason,
-		&c.approvalID, &c.approvalStatus, &c.approver, &c.approverRole, &c.approverKind, &c.scope, &c.channel, &c.comment,
-		&c.resultStatus, &c.executor, &c.changedResource, &c.errorClass, &c.errorMessage} {
-		*p = slices.Grow(*p, n)
+func (c *eventColumns) len() int { return c.eventID.Rows() }
+
+// reset empties every column, keeping what they allocated.
+func (c *eventColumns) reset() { c.input.Reset() }
+
+// query is the insert of the columns into table (db.events).
+func (c *eventColumns) query(table string) ch.Query {
+	names := make([]string, len(c.input))
+	for i, col := range c.input {
+		names[i] = col.Name
 	}
-	for _, p := range []*[]map[string]string{&c.labels, &c.parameters, &c.context} {
-		*p = slices.Grow(*p, n)
+	return ch.Query{
+		Body:     "INSERT INTO " + table + " (" + strings.Join(names, ", ") + ") VALUES",
+		Input:    c.input,
+		Settings: nativeInsertSettings,
 	}
-	for _, p := range []*[]int64{&c.policyVersion, &c.durationUS, &c.kafkaOffset} {
-		*p = slices.Grow(*p, n)
+}
+
+// nativeInsertSettings are insertSettings (ingest.go) for ch-go.
+var nativeInsertSettings = func() []ch.Setting {
+	var s []ch.Setting
+	for k := range insertSettings {
+		s = append(s, ch.SettingInt(k, insertSettings[k].(int)))
 	}
-	c.eventTime = slices.Grow(c.eventTime, n)
-	c.tier = slices.Grow(c.tier, n)
-	c.evidenceIDs = slices.Grow(c.evidenceIDs, n)
-	c.sideEffects = slices.Grow(c.sideEffects, n)
-	c.confidence = slices.Grow(c.confidence, n)
-	c.remainingQuota = slices.Grow(c.remainingQuota, n)
-	c.expiresAt = slices.Grow(c.expiresAt, n)
-	c.kafkaPartition = slices.Grow(c.kafkaPartition, n)
+	return s
+}()
+
+// dateTime64 is a DateTime64(6, 'UTC') column that keeps its type: the
+// values are appended as microseconds, so ch-go must not re-read the
+// precision from the table's (a table with another precision gets the
+// column as declared here and converts it).
+type dateTime64 struct{ proto.ColDateTime64 }
+
+// Infer keeps the declared type (see dateTime64).
+func (*dateTime64) Infer(proto.ColumnType) error { return nil }
+
+// micros is t as DateTime64(6): microseconds since the epoch, 0 for the
+// zero time (as clickhouse-go stored it). Exact over DateTime64's whole
+// range, where t.UnixNano would overflow after 2262.
+func micros(t time.Time) proto.DateTime64 {
+	if t.IsZero() {
+		return 0
+	}
+	return proto.DateTime64(t.UnixMicro())
 }
 
 // add appends one event. Absent bodies contribute zero values: one wide table
 // keeps a trace's events together on disk and every stage in one scan.
 func (c *eventColumns) add(e *schemas.Event, reds []redact.Redaction, partition int32, offset int64, signerKeyID string) {
-	c.eventID = append(c.eventID, e.EventID)
-	c.traceID = append(c.traceID, e.TraceID)
-	c.spanID = append(c.spanID, e.SpanID)
-	c.eventType = append(c.eventType, string(e.Type))
-	c.eventTime = append(c.eventTime, e.Time)
-	c.tier = append(c.tier, uint8(e.Tier))
-	c.agentID = append(c.agentID, e.Agent.ID)
-	c.agentVersion = append(c.agentVersion, e.Agent.Version)
-	c.team = append(c.team, e.Agent.Team)
-	c.environment = append(c.environment, e.Agent.Environment)
-	c.tenant = append(c.tenant, e.Agent.Tenant)
-	c.requestedBy = append(c.requestedBy, e.RequestedBy)
-	c.producerName = append(c.producerName, e.Producer.Name)
-	c.producerVersion = append(c.producerVersion, e.Producer.Version)
-	c.producerHost = append(c.producerHost, e.Producer.Host)
-	c.sessionID = append(c.sessionID, e.SessionID)
-	c.labels = append(c.labels, nonNil(e.Labels))
+	c.eventID.Append(e.EventID)
+	c.traceID.Append(e.TraceID)
+	c.spanID.Append(e.SpanID)
+	c.eventType.Append(string(e.Type))
+	c.eventTime.AppendRaw(micros(e.Time))
+	c.tier.Append(uint8(e.Tier))
+	c.agentID.Append(e.Agent.ID)
+	c.agentVersion.Append(e.Agent.Version)
+	c.team.Append(e.Agent.Team)
+	c.environment.Append(e.Agent.Environment)
+	c.tenant.Append(e.Agent.Tenant)
+	c.requestedBy.Append(e.RequestedBy)
+	c.producerName.Append(e.Producer.Name)
+	c.producerVersion.Append(e.Producer.Version)
+	c.producerHost.Append(e.Producer.Host)
+	c.sessionID.Append(e.SessionID)
+	c.labels.Append(e.Labels) // a nil map appends an empty one
 
 	in := e.Intent
 	if in == nil {
 		in = &noIntent
 	}
-	c.tool = append(c.tool, in.Tool)
-	c.action = append(c.action, in.Action)
-	c.target = append(c.target, in.Target)
-	c.actionClass = append(c.actionClass, in.ActionClass)
-	c.parameters = append(c.parameters, nonNil(in.Parameters))
+	c.tool.Append(in.Tool)
+	c.action.Append(in.Action)
+	c.target.Append(in.Target)
+	c.actionClass.Append(in.ActionClass)
+	c.parameters.Append(in.Parameters)
 	digest := in.ActionDigest
-	c.rationale = append(c.rationale, in.Rationale)
-	c.context = append(c.context, nonNil(in.Context))
-	c.modelID = append(c.modelID, in.ModelID)
-	c.promptVersion = append(c.promptVersion, in.PromptVersion)
-	c.evidenceIDs = append(c.evidenceIDs, nonNilSlice(in.EvidenceIDs))
-	c.confidence = append(c.confidence, in.Confidence)
+	c.rationale.Append(in.Rationale)
+	c.context.Append(in.Context)
+	c.modelID.Append(in.ModelID)
+	c.promptVersion.Append(in.PromptVersion)
+	c.evidenceIDs.Append(in.EvidenceIDs) // nil: an empty array
+	if in.Confidence != nil {
+		c.confidence.Append(proto.NewNullable(*in.Confidence))
+	} else {
+		c.confidence.Append(proto.Null[float64]())
+	}
 
 	d := e.Decision
 	if d == nil {
 		d = &noDecision
 	}
-	c.outcome = append(c.outcome, d.Outcome)
-	c.policyID = append(c.policyID, d.PolicyID)
-	c.policyVersion = append(c.policyVersion, d.PolicyVersion)
-	c.matchedRule = append(c.matchedRule, d.MatchedRule)
-	c.reason = append(c.reason, d.Reason)
-	c.remainingQuota = append(c.remainingQuota, d.RemainingQuota)
+	c.outcome.Append(d.Outcome)
+	c.policyID.Append(d.PolicyID)
+	c.policyVersion.Append(d.PolicyVersion)
+	c.matchedRule.Append(d.MatchedRule)
+	c.reason.Append(d.Reason)
+	if d.RemainingQuota != nil {
+		c.remainingQuota.Append(proto.NewNullable(*d.RemainingQuota))
+	} else {
+		c.remainingQuota.Append(proto.Null[int64]())
+	}
 
 	a := e.Approval
 	if a == nil {
@@ -147,15 +247,19 @@ func (c *eventColumns) add(e *schemas.Event, reds []redact.Redaction, partition 
 	} else if a.ActionDigest != "" {
 		digest = a.ActionDigest
 	}
-	c.approvalID = append(c.approvalID, a.ApprovalID)
-	c.approvalStatus = append(c.approvalStatus, a.Status)
-	c.approver = append(c.approver, a.Approver)
-	c.approverRole = append(c.approverRole, a.ApproverRole)
-	c.approverKind = append(c.approverKind, a.ApproverKind)
-	c.scope = append(c.scope, a.Scope)
-	c.expiresAt = append(c.expiresAt, a.ExpiresAt)
-	c.channel = append(c.channel, a.Channel)
-	c.comment = append(c.comment, a.Comment)
+	c.approvalID.Append(a.ApprovalID)
+	c.approvalStatus.Append(a.Status)
+	c.approver.Append(a.Approver)
+	c.approverRole.Append(a.ApproverRole)
+	c.approverKind.Append(a.ApproverKind)
+	c.scope.Append(a.Scope)
+	if a.ExpiresAt != nil {
+		c.expiresAt.Append(proto.NewNullable(micros(*a.ExpiresAt)))
+	} else {
+		c.expiresAt.Append(proto.Null[proto.DateTime64]())
+	}
+	c.channel.Append(a.Channel)
+	c.comment.Append(a.Comment)
 
 	r := e.Result
 	if r == nil {
@@ -163,21 +267,30 @@ func (c *eventColumns) add(e *schemas.Event, reds []redact.Redaction, partition 
 	} else {
 		digest = r.ActionDigest
 	}
-	c.resultStatus = append(c.resultStatus, r.Status)
-	c.executor = append(c.executor, r.Executor)
-	c.changedResource = append(c.changedResource, r.ChangedResource)
-	c.sideEffects = append(c.sideEffects, nonNilSlice(r.SideEffects))
-	c.errorClass = append(c.errorClass, r.ErrorClass)
-	c.errorMessage = append(c.errorMessage, r.ErrorMessage)
-	c.durationUS = append(c.durationUS, r.DurationUS)
+	c.resultStatus.Append(r.Status)
+	c.executor.Append(r.Executor)
+	c.changedResource.Append(r.ChangedResource)
+	c.sideEffects.Append(r.SideEffects)
+	c.errorClass.Append(r.ErrorClass)
+	c.errorMessage.Append(r.ErrorMessage)
+	c.durationUS.Append(r.DurationUS)
 
 	// action_digest is one column for all stages: the intent's payload, the
 	// approved payload, or the executed payload, by event_type.
-	c.actionDigest = append(c.actionDigest, digest)
-	c.signerKeyID = append(c.signerKeyID, signerKeyID)
-	c.kafkaPartition = append(c.kafkaPartition, partition)
-	c.kafkaOffset = append(c.kafkaOffset, offset)
-	c.redactions.add(reds)
+	c.actionDigest.Append(digest)
+	c.signerKeyID.Append(signerKeyID)
+	c.kafkaPartition.Append(partition)
+	c.kafkaOffset.Append(offset)
+
+	for _, rd := range reds {
+		c.redPath.Append(rd.Path)
+		c.redAction.Append(rd.Action)
+		c.redRule.Append(rd.Rule)
+	}
+	n := uint64(c.redPath.Rows())
+	c.redPathArr.Offsets.Append(n)
+	c.redActionArr.Offsets.Append(n)
+	c.redRuleArr.Offsets.Append(n)
 }
 
 var (
@@ -186,35 +299,3 @@ var (
 	noApproval schemas.Approval
 	noResult   schemas.Result
 )
-
-func nonNil(m map[string]string) map[string]string {
-	if m == nil {
-		return map[string]string{}
-	}
-	return m
-}
-
-func nonNilSlice(s []string) []string {
-	if s == nil {
-		return []string{}
-	}
-	return s
-}
-
-// values returns the columns in insertColumns order.
-func (c *eventColumns) values() []any {
-	return []any{
-		c.eventID, c.traceID, c.spanID, c.eventType, c.eventTime, c.tier,
-		c.agentID, c.agentVersion, c.team, c.environment, c.tenant, c.requestedBy,
-		c.producerName, c.producerVersion, c.producerHost, c.sessionID, c.labels,
-		c.tool, c.action, c.target, c.actionClass, c.parameters, c.actionDigest,
-		c.rationale, c.context, c.modelID, c.promptVersion, c.evidenceIDs, c.confidence,
-		c.outcome, c.policyID, c.policyVersion, c.matchedRule, c.reason, c.remainingQuota,
-		c.approvalID, c.approvalStatus, c.approver, c.approverRole, c.approverKind,
-		c.scope, c.expiresAt, c.channel, c.comment,
-		c.resultStatus, c.executor, c.changedResource, c.sideEffects, c.errorClass,
-		c.errorMessage, c.durationUS, c.signerKeyID,
-		c.kafkaPartition, c.kafkaOffset,
-		c.redactions.path, c.redactions.action, c.redactions.rule,
-	}
-}

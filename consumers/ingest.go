@@ -50,6 +50,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ClickHouse/ch-go"
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/prometheus/client_golang/prometheus"
@@ -198,8 +199,13 @@ type Ingest struct {
 	revokedMu sync.Mutex
 	revokedPs []int32 // partitions revoked since the last batch
 	lim       schemas.Limits
-	insertSQL string
 	dlSQL     string
+
+	// The events insert: ch-go, on its own connection, from columns
+	// reused batch after batch (columns.go). Used by one batch at a time.
+	native      nativeConn
+	rows        *eventColumns
+	eventsTable string
 }
 
 type metrics struct {
@@ -330,10 +336,22 @@ func New(ctx context.Context, cfg Config, reg prometheus.Registerer, log *slog.L
 		sess.Close()
 		return nil, err
 	}
+	nopts, err := chstore.NativeOptions(cfg.ClickHouse)
+	if err == nil {
+		// Connect now: a server or setting the native client cannot use
+		// fails here, at start, rather than on the first batch.
+		err = in.native.open(ctx, nopts)
+	}
+	if err != nil {
+		sess.Close()
+		ch.Close()
+		return nil, fmt.Errorf("consumers: %w", err)
+	}
 	db := cfg.ClickHouse.Database
 	in.sess, in.cl, in.ch, in.kopts = sess, cl, ch, kopts
 	in.lim = schemas.Limits{MaxFuture: cfg.Ingest.MaxFuture, MaxPast: cfg.Ingest.MaxPast, MaxString: schemas.DefaultLimits.MaxString}
-	in.insertSQL = "INSERT INTO " + db + ".events (" + strings.Join(insertColumns, ", ") + ")"
+	in.rows = newEventColumns()
+	in.eventsTable = db + ".events"
 	in.dlSQL = "INSERT INTO " + db + ".dead_letters (topic, partition, offset, reason_class, field, reason, raw_bytes, raw_sha256)"
 	for _, o := range opts {
 		o(in)
@@ -353,8 +371,8 @@ type batch struct {
 	offset map[int32]int64 // first offset per partition
 
 	// Filled by decode, in poll order.
-	rows        eventColumns
-	events      []Accepted // the same events, for processors
+	rows        *eventColumns // Ingest's, reset for this batch
+	events      []Accepted    // the same events, for processors
 	dead        []deadLetter
 	quarantined []Quarantined // failed signature verification (verify.go)
 }
@@ -512,7 +530,8 @@ func (in *Ingest) decode(ctx context.Context, b *batch) error {
 	}
 	defer wg.Wait() // workers write into slots; never leave them running
 
-	b.rows.grow(n)
+	b.rows = in.rows
+	b.rows.reset()
 	seen := make(map[string]struct{}, n)
 	kept, dups := 0, 0
 	for k := range cs {
@@ -911,7 +930,7 @@ func transactionalID(c IngestConfig) string {
 
 func (in *Ingest) insert(ctx context.Context, b *batch) error {
 	if b.rows.len() > 0 {
-		if err := in.send(ctx, in.insertSQL, b.rows.values()); err != nil {
+		if err := in.native.do(ctx, b.rows.query(in.eventsTable)); err != nil {
 			return fmt.Errorf("insert %d events: %w", b.rows.len(), err)
 		}
 	}
@@ -955,6 +974,53 @@ func (in *Ingest) send(ctx context.Context, query string, cols []any) error {
 	return batch.Send()
 }
 
+// nativeConn is the ch-go connection of the events insert. A failed query
+// may leave it mid-protocol, so any error closes it and the next query
+// (the retry) dials again.
+type nativeConn struct {
+	opts []ch.Options
+	c    *ch.Client
+	born time.Time
+}
+
+// nativeConnMaxAge replaces a connection this old before its next query,
+// as clickhouse-go's pool does (ConnMaxLifetime): a server-side idle
+// timeout then never costs a failed insert.
+const nativeConnMaxAge = time.Hour
+
+func (n *nativeConn) open(ctx context.Context, opts []ch.Options) error {
+	n.opts = opts
+	c, err := chstore.DialNative(ctx, opts)
+	if err != nil {
+		return err
+	}
+	n.c, n.born = c, time.Now()
+	return nil
+}
+
+func (n *nativeConn) do(ctx context.Context, q ch.Query) error {
+	if n.c != nil && (n.c.IsClosed() || time.Since(n.born) > nativeConnMaxAge) {
+		n.close()
+	}
+	if n.c == nil {
+		if err := n.open(ctx, n.opts); err != nil {
+			return err
+		}
+	}
+	if err := n.c.Do(ctx, q); err != nil {
+		n.close()
+		return err
+	}
+	return nil
+}
+
+func (n *nativeConn) close() {
+	if n.c != nil {
+		_ = n.c.Close()
+		n.c = nil
+	}
+}
+
 // insertSettings apply to every insert ingest makes. optimize_on_insert=0:
 // ClickHouse would otherwise run the table engine's merge over each inserted
 // block (ReplacingMergeTree: collapse equal sort keys), which cost more than
@@ -964,9 +1030,10 @@ func (in *Ingest) send(ctx context.Context, query string, cols []any) error {
 //
 // low_cardinality_allow_in_native_format=0: the server asks for
 // LowCardinality columns as plain String and builds the dictionaries
-// itself; clickhouse-go appends LowCardinality values one by one through
-// reflection and an interface-keyed map, which cost ingest about 3 µs of
-// CPU per event (24 such columns), while a String column is one copy.
+// itself, so the events insert (ch-go, columns.go) sends them as String
+// columns, and the clickhouse-go inserts avoid its LowCardinality append
+// (reflection and an interface-keyed map per value, about 3 µs of CPU per
+// event over 24 such columns when the events insert used it).
 var insertSettings = clickhouse.Settings{"optimize_on_insert": 0, "low_cardinality_allow_in_native_format": 0}
 
 // Dead-letter record headers.
@@ -1029,6 +1096,7 @@ func (in *Ingest) Close(ctx context.Context) error {
 	in.closeOnce.Do(func() {
 		in.closeSession(ctx)
 		_ = in.ch.Close()
+		in.native.close()
 	})
 	return nil
 }

@@ -62,7 +62,8 @@ func BenchmarkIngestPipeline(b *testing.B) {
 	b.ResetTimer()
 	var goCPU, chCPU, wall time.Duration
 	for i := range b.N {
-		cfg := consumers.Config{Kafka: kc, ClickHouse: chstore.Config{Addr: []string{ch.Addr()}, Database: fmt.Sprintf("pb_%d", i)}}
+		cfg := consumers.Config{Kafka: kc, ClickHouse: chstore.Config{Addr: []string{ch.Addr()}, Database: fmt.Sprintf("pb_%d", i)},
+			Signatures: consumers.SignatureConfig{Mode: consumers.SignaturesOff}} // the backlog is unsigned, as in agentrail bench
 		cfg.Defaults()
 		cfg.Ingest.Group = fmt.Sprintf("pb-%d", i)
 		conn, err := chstore.Open(ctx, cfg.ClickHouse)

@@ -87,20 +87,28 @@ func (c *Config) Validate() error {
 	return nil
 }
 
-// compression resolves Config.Compression into the driver's option.
-func compression(c Config) *clickhouse.Compression {
+// compressionMethod resolves Config.Compression ("auto" included) into
+// none, lz4 or zstd.
+func compressionMethod(c Config) string {
 	switch c.Compression {
-	case "none":
-		return nil
+	case "none", "zstd", "lz4":
+		return c.Compression
+	}
+	for _, a := range c.Addr {
+		if !isLoopback(a) {
+			return "lz4"
+		}
+	}
+	return "none"
+}
+
+// compression resolves Config.Compression into clickhouse-go's option.
+func compression(c Config) *clickhouse.Compression {
+	switch compressionMethod(c) {
 	case "zstd":
 		return &clickhouse.Compression{Method: clickhouse.CompressionZSTD}
 	case "lz4":
 		return &clickhouse.Compression{Method: clickhouse.CompressionLZ4}
-	}
-	for _, a := range c.Addr {
-		if !isLoopback(a) {
-			return &clickhouse.Compression{Method: clickhouse.CompressionLZ4}
-		}
 	}
 	return nil
 }
@@ -117,40 +125,38 @@ func isLoopback(addr string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
+// Timeouts of every connection to ClickHouse, clickhouse-go's and ch-go's
+// (native.go) alike.
+const (
+	dialTimeout = 5 * time.Second
+	readTimeout = 5 * time.Minute
+)
+
+// connSettings are the session settings every connection sends.
+var connSettings = map[string]string{"date_time_input_format": "best_effort"}
+
 // Open connects and pings. The database need not exist yet.
 func Open(ctx context.Context, c Config) (driver.Conn, error) {
+	password, err := c.password()
+	if err != nil {
+		return nil, err
+	}
+	tc, err := c.tlsConfig()
+	if err != nil {
+		return nil, err
+	}
+	settings := clickhouse.Settings{}
+	for k, v := range connSettings {
+		settings[k] = v
+	}
 	opts := &clickhouse.Options{
 		Addr:        c.Addr,
-		Auth:        clickhouse.Auth{Database: "default", Username: c.Username},
+		Auth:        clickhouse.Auth{Database: "default", Username: c.Username, Password: password},
 		Compression: compression(c),
-		DialTimeout: 5 * time.Second,
-		ReadTimeout: 5 * time.Minute,
-		Settings:    clickhouse.Settings{"date_time_input_format": "best_effort"},
-	}
-	if c.PasswordFile != "" {
-		b, err := os.ReadFile(c.PasswordFile)
-		if err != nil {
-			return nil, fmt.Errorf("chstore: read clickhouse.password_file: %w", err)
-		}
-		opts.Auth.Password = strings.TrimRight(string(b), "\r\n")
-	} else if c.PasswordEnv != "" {
-		p, ok := os.LookupEnv(c.PasswordEnv)
-		if !ok {
-			return nil, fmt.Errorf("chstore: clickhouse.password_env: environment variable %s is not set", c.PasswordEnv)
-		}
-		opts.Auth.Password = p
-	}
-	if c.TLS != nil {
-		tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: c.TLS.ServerName}
-		if c.TLS.CAFile != "" {
-			pem, err := os.ReadFile(c.TLS.CAFile)
-			if err != nil {
-				return nil, fmt.Errorf("chstore: read clickhouse.tls.ca_file: %w", err)
-			}
-			tc.RootCAs = x509.NewCertPool()
-			tc.RootCAs.AppendCertsFromPEM(pem)
-		}
-		opts.TLS = tc
+		DialTimeout: dialTimeout,
+		ReadTimeout: readTimeout,
+		Settings:    settings,
+		TLS:         tc,
 	}
 	conn, err := clickhouse.Open(opts)
 	if err != nil {
@@ -161,6 +167,43 @@ func Open(ctx context.Context, c Config) (driver.Conn, error) {
 		return nil, fmt.Errorf("chstore: ping %v: %w", c.Addr, err)
 	}
 	return conn, nil
+}
+
+// password reads the password from password_file or password_env ("" if
+// neither is set).
+func (c Config) password() (string, error) {
+	if c.PasswordFile != "" {
+		b, err := os.ReadFile(c.PasswordFile)
+		if err != nil {
+			return "", fmt.Errorf("chstore: read clickhouse.password_file: %w", err)
+		}
+		return strings.TrimRight(string(b), "\r\n"), nil
+	}
+	if c.PasswordEnv != "" {
+		p, ok := os.LookupEnv(c.PasswordEnv)
+		if !ok {
+			return "", fmt.Errorf("chstore: clickhouse.password_env: environment variable %s is not set", c.PasswordEnv)
+		}
+		return p, nil
+	}
+	return "", nil
+}
+
+// tlsConfig builds the TLS settings, nil when TLS is off.
+func (c Config) tlsConfig() (*tls.Config, error) {
+	if c.TLS == nil {
+		return nil, nil
+	}
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: c.TLS.ServerName}
+	if c.TLS.CAFile != "" {
+		pem, err := os.ReadFile(c.TLS.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("chstore: read clickhouse.tls.ca_file: %w", err)
+		}
+		tc.RootCAs = x509.NewCertPool()
+		tc.RootCAs.AppendCertsFromPEM(pem)
+	}
+	return tc, nil
 }
 
 //go:embed migrations/*.sql

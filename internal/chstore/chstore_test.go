@@ -1,9 +1,13 @@
 package chstore
 
 import (
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/ClickHouse/ch-go"
 )
 
 func TestSplitStatements(t *testing.T) {
@@ -65,6 +69,55 @@ func TestCompression(t *testing.T) {
 			}
 			if got != tc.want {
 				t.Fatalf("compression(%v, %q) = %q, want %q", tc.addr, tc.setting, got, tc.want)
+			}
+			// The native client of the events insert compresses alike.
+			opts, err := NativeOptions(c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantNative := map[string]ch.Compression{"": ch.CompressionDisabled, "lz4": ch.CompressionLZ4, "zstd": ch.CompressionZSTD}[tc.want]
+			for i, o := range opts {
+				if o.Compression != wantNative || o.Address != tc.addr[i] {
+					t.Fatalf("NativeOptions(%v, %q)[%d] = %s at %s, want %s at %s", tc.addr, tc.setting, i, o.Compression, o.Address, wantNative, tc.addr[i])
+				}
+			}
+		})
+	}
+}
+
+// TestNativeOptionsLogin checks that the native client gets the login Open
+// uses, and that a password source that cannot be read fails with its name.
+func TestNativeOptionsLogin(t *testing.T) {
+	pw := filepath.Join(t.TempDir(), "pw")
+	if err := os.WriteFile(pw, []byte("from-file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("TEST_CHSTORE_PW", "from-env")
+	for _, tc := range []struct {
+		name    string
+		cfg     Config
+		want    string // password, or the error's text
+		wantErr bool
+	}{
+		{"file", Config{Addr: []string{"h:1"}, Username: "w", PasswordFile: pw}, "from-file", false},
+		{"env", Config{Addr: []string{"h:1"}, Username: "w", PasswordEnv: "TEST_CHSTORE_PW"}, "from-env", false},
+		{"missing file", Config{Addr: []string{"h:1"}, PasswordFile: pw + ".none"}, "clickhouse.password_file", true},
+		{"unset env", Config{Addr: []string{"h:1"}, PasswordEnv: "TEST_CHSTORE_UNSET"}, "TEST_CHSTORE_UNSET is not set", true},
+		{"missing CA", Config{Addr: []string{"h:1"}, TLS: &TLS{CAFile: pw + ".ca"}}, "clickhouse.tls.ca_file", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			opts, err := NativeOptions(tc.cfg)
+			if tc.wantErr {
+				if err == nil || !strings.Contains(err.Error(), tc.want) {
+					t.Fatalf("err = %v, want one naming %q", err, tc.want)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if o := opts[0]; o.Password != tc.want || o.User != tc.cfg.Username || o.Database != "default" {
+				t.Fatalf("options = user %q password %q database %q", o.User, o.Password, o.Database)
 			}
 		})
 	}

@@ -55,6 +55,20 @@ func TestTLSWithPasswordFromEnv(t *testing.T) {
 	if user != "agentrail_writer" {
 		t.Fatalf("connected as %q", user)
 	}
+	// The native (ch-go) connection of the events insert, from the same
+	// settings.
+	nopts, err := chstore.NativeOptions(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := chstore.DialNative(ctx, nopts)
+	if err != nil {
+		t.Fatalf("native TLS connection with the right CA: %v", err)
+	}
+	if err := nc.Ping(ctx); err != nil {
+		t.Fatalf("native ping: %v", err)
+	}
+	nc.Close()
 
 	for name, bad := range map[string]*chstore.TLS{
 		"another CA":          {CAFile: otherCA, ServerName: "clickhouse.agentrail.test"},
@@ -67,11 +81,22 @@ func TestTLSWithPasswordFromEnv(t *testing.T) {
 			conn.Close()
 			t.Fatalf("%s: connected", name)
 		}
-		if !strings.Contains(err.Error(), "certificate") {
-			t.Fatalf("%s: err = %v, want a certificate error", name, err)
+		nopts, oerr := chstore.NativeOptions(c)
+		if oerr != nil {
+			t.Fatal(oerr)
 		}
-		if strings.Contains(err.Error(), "writer-dev-password") {
-			t.Fatalf("%s: the error shows the password: %v", name, err)
+		nc, nerr := chstore.DialNative(ctx, nopts)
+		if nerr == nil {
+			nc.Close()
+			t.Fatalf("%s: native client connected", name)
+		}
+		for _, err := range []error{err, nerr} {
+			if !strings.Contains(err.Error(), "certificate") {
+				t.Fatalf("%s: err = %v, want a certificate error", name, err)
+			}
+			if strings.Contains(err.Error(), "writer-dev-password") {
+				t.Fatalf("%s: the error shows the password: %v", name, err)
+			}
 		}
 	}
 }
