@@ -361,7 +361,7 @@ func New(ctx context.Context, cfg Config, reg prometheus.Registerer, log *slog.L
 
 // batch is what one poll-accumulate-flush cycle carries.
 type batch struct {
-	recs   []*kgo.Record   // polled, in poll order
+	recs []*kgo.Record // polled, in poll order
 	// first is when the batch's clock started: the earliest produce time
 	// (record timestamp) among its records, clamped to the interval before
 	// the first poll that returned any (wall clock). It flushes
