@@ -479,7 +479,27 @@ type try struct {
 type probeState struct {
 	denies window
 	tries  []try
+	dc     distinctCache
 }
+
+// distinctCache is the distinct count of one denial's window as of the
+// last try counted, so that a try arriving in order after it costs one map
+// lookup instead of a pass over every try in the window (on an agent
+// trying thousands of actions a minute that pass was most of ingest's
+// CPU). Anything else — another denial, a try out of order, a try dropped
+// from the window — empties it, and the next count starts over.
+type distinctCache struct {
+	seen map[uint64]struct{} // nil: empty
+	dt   int64               // the denial counted: time and event id
+	did  string
+	upto int64 // time of the last try counted
+	ids  []string
+}
+
+func (c *distinctCache) reset() { c.seen, c.ids = nil, nil }
+
+// probeCache turns distinctCache on; tests turn it off to compare.
+var probeCache = true
 
 type probing struct {
 	base[probeState]
@@ -516,6 +536,9 @@ func (k *probing) trim(en *Engine, s *probeState) {
 	s.denies.trim(cutoff)
 	i := sort.Search(len(s.tries), func(i int) bool { return s.tries[i].t >= cutoff })
 	if i > 0 {
+		// The cache needs no reset here: a dropped try lies inside the
+		// cached denial's window only if that denial is older than the
+		// cutoff too, and then it was just trimmed and is no longer counted.
 		n := copy(s.tries, s.tries[i:])
 		clear(s.tries[n:])
 		s.tries = s.tries[:n]
@@ -563,8 +586,12 @@ func (k *probing) observe(en *Engine, ev *schemas.Event, ti *traceInfo, late boo
 			}
 			e.s.tries = e.s.tries[1:]
 			i--
+			e.s.dc.reset()
 		}
 		e.s.tries = slices.Insert(e.s.tries, i, tr)
+		if i != len(e.s.tries)-1 {
+			e.s.dc.reset() // out of order: it may fall before tries counted
+		}
 		// Of the denials whose window holds t, the earliest one's window
 		// holds every try the later ones' do up to its end: while no try
 		// lies beyond that end it alone has the highest distinct count, so
@@ -585,7 +612,7 @@ func (k *probing) observe(en *Engine, ev *schemas.Event, ti *traceInfo, late boo
 		}
 		best, n, ids := first, 0, []string(nil)
 		if end := e.s.denies[first].t + k.r.size; e.s.tries[len(e.s.tries)-1].t <= end {
-			n, ids = k.distinct(en, e, first)
+			n, ids = k.distinctLatest(e, first, tr)
 		} else {
 			for di := first; di < len(e.s.denies) && e.s.denies[di].t < t; di++ {
 				if c, cids := k.distinct(en, e, di); c > n {
@@ -627,6 +654,39 @@ func (k *probing) distinct(en *Engine, e *entry[probeState], di int) (int, []str
 		}
 	}
 	return len(k.seen), ids
+}
+
+// distinctLatest is distinct for the denial di when tr is the latest try:
+// from the cache when it counted that denial's window up to an earlier try,
+// else counted afresh and cached.
+func (k *probing) distinctLatest(e *entry[probeState], di int, tr try) (int, []string) {
+	d, c := e.s.denies[di], &e.s.dc
+	if !probeCache {
+		return k.distinct(nil, e, di)
+	}
+	if c.seen != nil && c.dt == d.t && c.did == d.id && tr.t >= c.upto {
+		if _, ok := c.seen[tr.h]; !ok {
+			c.seen[tr.h] = struct{}{}
+			if len(c.ids) < k.lim.maxIDs {
+				c.ids = append(c.ids, tr.id)
+			}
+		}
+		c.upto = tr.t
+		return len(c.seen), c.ids
+	}
+	c.seen, c.dt, c.did, c.upto, c.ids = map[uint64]struct{}{}, d.t, d.id, tr.t, []string{d.id}
+	for _, x := range e.s.tries {
+		if x.t <= d.t || x.t > d.t+k.r.size {
+			continue
+		}
+		if _, ok := c.seen[x.h]; !ok {
+			c.seen[x.h] = struct{}{}
+			if len(c.ids) < k.lim.maxIDs {
+				c.ids = append(c.ids, x.id)
+			}
+		}
+	}
+	return len(c.seen), c.ids
 }
 
 func (k *probing) fire(en *Engine, e *entry[probeState], di, n int, ids []string, at int64) {
