@@ -359,6 +359,13 @@ func New(ctx context.Context, cfg Config, reg prometheus.Registerer, log *slog.L
 	return in, nil
 }
 
+// batchTimes are when each step of a batch's flush ended (wall clock), for
+// the debug log that tells where a slow batch spent its time.
+type batchTimes struct {
+	start, decoded, processed, inserted, staged, committed time.Time
+	procs                                                  []time.Duration // each processor's Process, in order
+}
+
 // batch is what one poll-accumulate-flush cycle carries.
 type batch struct {
 	recs []*kgo.Record // polled, in poll order
@@ -368,6 +375,7 @@ type batch struct {
 	// BatchInterval after that.
 	first  time.Time
 	polled time.Time       // wall clock of the first poll that returned records
+	t      batchTimes
 	offset map[int32]int64 // first offset per partition
 
 	// Filled by decode, in poll order.
@@ -453,12 +461,14 @@ func (in *Ingest) Run(ctx context.Context) error {
 		if len(b.recs) < in.cfg.Ingest.BatchRows && time.Now().Before(b.first.Add(in.cfg.Ingest.BatchInterval)) {
 			continue
 		}
+		b.t.start = time.Now()
 		if err := in.decode(ctx, b); err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
 			return err
 		}
+		b.t.decoded = time.Now()
 		if err := in.flush(ctx, b); err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -650,12 +660,14 @@ func (in *Ingest) flush(ctx context.Context, b *batch) error {
 		inserted <- err
 	}()
 	outs, procErr := in.process(ctx, b)
+	b.t.processed = time.Now()
 	if err := <-inserted; err != nil {
 		return err
 	}
 	if procErr != nil {
 		return procErr
 	}
+	b.t.inserted = time.Now()
 
 	recs := make([]*kgo.Record, 0, len(b.dead))
 	for _, d := range b.dead {
@@ -676,11 +688,13 @@ func (in *Ingest) flush(ctx context.Context, b *batch) error {
 		}
 		recs = append(recs, out.Records...)
 	}
+	b.t.staged = time.Now()
 
 	outcome, err := in.commit(ctx, recs)
 	if err != nil {
 		return err
 	}
+	b.t.committed = time.Now()
 	switch outcome {
 	case txnAborted:
 		in.m.aborted.Inc()
@@ -699,6 +713,14 @@ func (in *Ingest) flush(ctx context.Context, b *batch) error {
 	in.countQuarantined(b)
 	in.m.batches.Inc()
 	in.m.batchRows.Observe(float64(len(b.recs)))
+	if in.log.Enabled(ctx, slog.LevelDebug) {
+		t := b.t
+		in.log.Debug("batch committed", "records", len(b.recs),
+			"waited", t.start.Sub(b.first), "decode", t.decoded.Sub(t.start),
+			"stages", t.processed.Sub(t.decoded), "each_stage", t.procs, "insert_done", t.inserted.Sub(t.decoded),
+			"stage_inserts", t.staged.Sub(t.inserted), "commit", t.committed.Sub(t.staged),
+			"oldest_age", t.committed.Sub(b.first))
+	}
 	return nil
 }
 
@@ -711,7 +733,9 @@ func (in *Ingest) process(ctx context.Context, b *batch) ([]Output, error) {
 	in.applyRevocations()
 	pb := &Batch{Events: b.events, Quarantined: b.quarantined, FirstOffset: b.offset, Now: in.now()}
 	outs := make([]Output, len(in.procs))
+	b.t.procs = b.t.procs[:0]
 	for i, p := range in.procs {
+		start := time.Now()
 		err := retry(ctx, in, "process", func() error {
 			var err error
 			outs[i], err = p.Process(ctx, pb)
@@ -723,6 +747,7 @@ func (in *Ingest) process(ctx context.Context, b *batch) ([]Output, error) {
 		if err != nil {
 			return nil, err
 		}
+		b.t.procs = append(b.t.procs, time.Since(start))
 	}
 	return outs, nil
 }
