@@ -15,11 +15,6 @@
 -- merge CPU on this table (docs/PERFORMANCE.md, "ClickHouse schema"), for
 -- 3% less disk. Databases created before this change keep LowCardinality;
 -- both read and insert the same (docs/PERFORMANCE.md says how to convert).
--- With String, a batch's part passes the 10 MB (uncompressed) at which
--- ClickHouse writes a wide part (two files per column) instead of a compact
--- one (one file), and the file opens and buffers of wide parts cost more
--- than the dictionaries saved; min_bytes_for_wide_part keeps inserted parts
--- compact up to 64 MB, and merges write wide parts beyond that.
 CREATE TABLE IF NOT EXISTS {db}.events
 (
     event_id         String,
@@ -92,7 +87,7 @@ CREATE TABLE IF NOT EXISTS {db}.events
 ENGINE = ReplacingMergeTree(dedup_rank)
 PARTITION BY (tier, if(tier = 1, toMonday(event_time), toStartOfMonth(event_time)))
 ORDER BY (team, agent_id, toStartOfHour(event_time), trace_id, event_id)
-SETTINGS non_replicated_deduplication_window = 1000, min_bytes_for_wide_part = 67108864;
+SETTINGS non_replicated_deduplication_window = 1000;
 
 -- Exactly-once as analysts see it.
 CREATE VIEW IF NOT EXISTS {db}.v_events AS
