@@ -8,68 +8,61 @@
 -- trace") uses the trace_id bloom filter. Partitions: by tier, weekly for
 -- tier 1 (kept for weeks) and monthly for tiers 2 and 3 (kept for years), so
 -- retention drops whole partitions instead of mutating rows.
---
--- Short, repetitive text (team, agent_id, tool, outcome, ...) is plain
--- String, not LowCardinality(String): every merge of a LowCardinality
--- column rebuilds its dictionaries, which cost about half of the server's
--- merge CPU on this table (docs/PERFORMANCE.md, "ClickHouse schema"), for
--- 3% less disk. Databases created before this change keep LowCardinality;
--- both read and insert the same (docs/PERFORMANCE.md says how to convert).
 CREATE TABLE IF NOT EXISTS {db}.events
 (
     event_id         String,
     trace_id         String,
     span_id          String,
-    event_type       String,
+    event_type       LowCardinality(String),
     event_time       DateTime64(6, 'UTC'),
     tier             UInt8,
-    agent_id         String,
-    agent_version    String,
-    team             String,
-    environment      String,
-    tenant           String,
+    agent_id         LowCardinality(String),
+    agent_version    LowCardinality(String),
+    team             LowCardinality(String),
+    environment      LowCardinality(String),
+    tenant           LowCardinality(String),
     requested_by     String,
-    producer_name    String,
-    producer_version String,
-    producer_host    String,
+    producer_name    LowCardinality(String),
+    producer_version LowCardinality(String),
+    producer_host    LowCardinality(String),
     session_id       String,
     labels           Map(String, String),
 
-    tool             String,
-    action           String,
+    tool             LowCardinality(String),
+    action           LowCardinality(String),
     target           String,
-    action_class     String,
+    action_class     LowCardinality(String),
     parameters       Map(String, String),
     action_digest    String,
     rationale        String CODEC(ZSTD(3)),
     context          Map(String, String),
-    model_id         String,
-    prompt_version   String,
+    model_id         LowCardinality(String),
+    prompt_version   LowCardinality(String),
     evidence_ids     Array(String),
     confidence       Nullable(Float64),
 
-    outcome          String,
-    policy_id        String,
+    outcome          LowCardinality(String),
+    policy_id        LowCardinality(String),
     policy_version   Int64,
-    matched_rule     String,
+    matched_rule     LowCardinality(String),
     reason           String,
     remaining_quota  Nullable(Int64),
 
     approval_id      String,
-    approval_status  String,
+    approval_status  LowCardinality(String),
     approver         String,
-    approver_role    String,
-    approver_kind    String,
-    scope            String,
+    approver_role    LowCardinality(String),
+    approver_kind    LowCardinality(String),
+    scope            LowCardinality(String),
     expires_at       Nullable(DateTime64(6, 'UTC')),
-    channel          String,
+    channel          LowCardinality(String),
     comment          String,
 
-    result_status    String,
+    result_status    LowCardinality(String),
     executor         String,
     changed_resource String,
     side_effects     Array(String),
-    error_class      String,
+    error_class      LowCardinality(String),
     error_message    String,
     duration_us      Int64,
 

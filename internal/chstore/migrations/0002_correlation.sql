@@ -7,42 +7,41 @@
 -- so the most complete record wins. The stage columns describe the trace's
 -- primary action (its earliest intent); the counts cover all its actions.
 -- The state (open, abandoned, incomplete, completed) depends on the clock,
--- so v_traces computes it from abandon_at at query time. Text columns are
--- plain String for the same reason as in events (0001): cheaper merges.
+-- so v_traces computes it from abandon_at at query time.
 CREATE TABLE IF NOT EXISTS {db}.traces
 (
     trace_id            String,
     kafka_partition     Int32,
-    team                String,
-    agent_id            String,
-    agent_version       String,
-    environment         String,
-    tenant              String,
+    team                LowCardinality(String),
+    agent_id            LowCardinality(String),
+    agent_version       LowCardinality(String),
+    environment         LowCardinality(String),
+    tenant              LowCardinality(String),
     session_id          String,
     requested_by        String,
 
-    tool                String,
-    action              String,
+    tool                LowCardinality(String),
+    action              LowCardinality(String),
     target              String,
-    action_class        String,
+    action_class        LowCardinality(String),
     tier                UInt8,
 
-    outcome             String,
-    policy_id           String,
+    outcome             LowCardinality(String),
+    policy_id           LowCardinality(String),
     policy_version      Int64,
-    matched_rule        String,
+    matched_rule        LowCardinality(String),
 
     approval_id         String,
-    approval_status     String,
+    approval_status     LowCardinality(String),
     approver            String,
-    approver_kind       String,
-    approval_scope      String,
+    approver_kind       LowCardinality(String),
+    approval_scope      LowCardinality(String),
     approval_expires_at Nullable(DateTime64(6, 'UTC')),
 
-    result_status       String,
+    result_status       LowCardinality(String),
     executor            String,
     changed_resource    String,
-    error_class         String,
+    error_class         LowCardinality(String),
 
     intent_time         Nullable(DateTime64(6, 'UTC')),
     decision_time       Nullable(DateTime64(6, 'UTC')),
@@ -73,7 +72,7 @@ CREATE TABLE IF NOT EXISTS {db}.traces
     -- missing evidence when the row was written (those not in violations
     -- yet are waiting to settle), and when the earliest still waiting may be
     -- emitted (ingest's clock at the result's arrival + settle_after).
-    unconfirmed         Array(String),
+    unconfirmed         Array(LowCardinality(String)),
     settle_at           Nullable(DateTime64(6, 'UTC')),
     updated_at          DateTime64(6, 'UTC'),
     version             UInt64,

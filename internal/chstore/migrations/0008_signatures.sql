@@ -3,7 +3,7 @@
 -- keys.
 
 -- The key that signed the event ('' when ingest runs with signatures off).
-ALTER TABLE {db}.events ADD COLUMN IF NOT EXISTS signer_key_id String DEFAULT '' AFTER duration_us;
+ALTER TABLE {db}.events ADD COLUMN IF NOT EXISTS signer_key_id LowCardinality(String) DEFAULT '' AFTER duration_us;
 
 -- A view made with SELECT * lists its columns when it is created: recreate
 -- it so it shows signer_key_id. Same definition as 0001 (and as any other
