@@ -374,7 +374,7 @@ type batch struct {
 	// the first poll that returned any (wall clock). It flushes
 	// BatchInterval after that.
 	first  time.Time
-	polled time.Time       // wall clock of the first poll that returned records
+	polled time.Time // wall clock of the first poll that returned records
 	t      batchTimes
 	offset map[int32]int64 // first offset per partition
 
