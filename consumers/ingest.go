@@ -79,7 +79,7 @@ type Config struct {
 type IngestConfig struct {
 	Group          string        `yaml:"group"`            // consumer group
 	BatchRows      int           `yaml:"batch_rows"`       // flush at this many records
-	BatchInterval  time.Duration `yaml:"batch_interval"`   // or this long after the batch's first record
+	BatchInterval  time.Duration `yaml:"batch_interval"`   // or this long after its oldest record was produced
 	MaxRecordBytes int           `yaml:"max_record_bytes"` // larger records are dead-lettered
 	MaxFuture      time.Duration `yaml:"max_future"`       // event_time ahead of now (clock skew)
 	MaxPast        time.Duration `yaml:"max_past"`         // event_time behind now (late, replayed)
