@@ -639,21 +639,28 @@ func (k *probing) eval(en *Engine, e *entry[probeState], di int, at int64) {
 // distinct counts the distinct items tried in (deny, deny+size], and lists
 // the deny and the first try of each, up to max_event_ids.
 func (k *probing) distinct(en *Engine, e *entry[probeState], di int) (int, []string) {
-	d := e.s.denies[di]
 	clear(k.seen)
+	ids := k.count(e, e.s.denies[di], k.seen)
+	return len(k.seen), ids
+}
+
+// count adds the items tried in the window of denial d to seen, and
+// returns the deny's id and the first try of each item, up to
+// max_event_ids.
+func (k *probing) count(e *entry[probeState], d stamp, seen map[uint64]struct{}) []string {
 	ids := []string{d.id}
 	for _, tr := range e.s.tries {
 		if tr.t <= d.t || tr.t > d.t+k.r.size {
 			continue
 		}
-		if _, ok := k.seen[tr.h]; !ok {
-			k.seen[tr.h] = struct{}{}
+		if _, ok := seen[tr.h]; !ok {
+			seen[tr.h] = struct{}{}
 			if len(ids) < k.lim.maxIDs {
 				ids = append(ids, tr.id)
 			}
 		}
 	}
-	return len(k.seen), ids
+	return ids
 }
 
 // distinctLatest is distinct for the denial di when tr is the latest try:
@@ -674,18 +681,8 @@ func (k *probing) distinctLatest(e *entry[probeState], di int, tr try) (int, []s
 		c.upto = tr.t
 		return len(c.seen), c.ids
 	}
-	c.seen, c.dt, c.did, c.upto, c.ids = map[uint64]struct{}{}, d.t, d.id, tr.t, []string{d.id}
-	for _, x := range e.s.tries {
-		if x.t <= d.t || x.t > d.t+k.r.size {
-			continue
-		}
-		if _, ok := c.seen[x.h]; !ok {
-			c.seen[x.h] = struct{}{}
-			if len(c.ids) < k.lim.maxIDs {
-				c.ids = append(c.ids, x.id)
-			}
-		}
-	}
+	c.seen, c.dt, c.did, c.upto = map[uint64]struct{}{}, d.t, d.id, tr.t
+	c.ids = k.count(e, d, c.seen)
 	return len(c.seen), c.ids
 }
 
