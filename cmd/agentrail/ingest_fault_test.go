@@ -52,10 +52,19 @@ func TestIngestSurvivesSIGKILL(t *testing.T) {
 	}
 	start := func(run int) *exec.Cmd {
 		cmd := exec.Command(bin, "ingest", "--config", cfgFile, "--brokers", addr, "--clickhouse", chCfg.Addr[0], "--database", db, "--metrics", "")
-		logf, err := os.Create(filepath.Join(t.TempDir(), fmt.Sprintf("ingest-%d.log", run)))
+		logPath := filepath.Join(t.TempDir(), fmt.Sprintf("ingest-%d.log", run))
+		logf, err := os.Create(logPath)
 		if err != nil {
 			t.Fatal(err)
 		}
+		// On failure, the run's log says where ingest stalled; the
+		// directory is removed after this.
+		t.Cleanup(func() {
+			if b, err := os.ReadFile(logPath); err == nil && t.Failed() {
+				lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+				t.Logf("last lines of ingest run %d's log:\n%s", run, strings.Join(lines[max(0, len(lines)-30):], "\n"))
+			}
+		})
 		cmd.Stdout, cmd.Stderr = logf, logf
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
