@@ -50,7 +50,7 @@ func TestIngestSurvivesSIGKILL(t *testing.T) {
 	if err := os.WriteFile(cfgFile, []byte("signatures:\n  mode: off\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	start := func(run int) *exec.Cmd {
+	start := func(run int) *ingestRun {
 		cmd := exec.Command(bin, "ingest", "--config", cfgFile, "--brokers", addr, "--clickhouse", chCfg.Addr[0], "--database", db, "--metrics", "")
 		logPath := filepath.Join(t.TempDir(), fmt.Sprintf("ingest-%d.log", run))
 		logf, err := os.Create(logPath)
@@ -69,14 +69,19 @@ func TestIngestSurvivesSIGKILL(t *testing.T) {
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-		return cmd
+		r := &ingestRun{cmd: cmd, done: make(chan struct{})}
+		go func() { r.err = cmd.Wait(); close(r.done) }()
+		t.Cleanup(func() { _ = cmd.Process.Kill(); <-r.done })
+		return r
 	}
 
 	for run, killAt := range []uint64{25_000, 55_000, 85_000} {
-		cmd := start(run)
+		r := start(run)
 		deadline := time.Now().Add(2 * time.Minute)
 		for stored() < killAt {
+			if r.exited() {
+				t.Fatalf("ingest run %d exited with %d rows stored: %v", run, stored(), r.err)
+			}
 			if time.Now().After(deadline) {
 				t.Fatalf("fewer than %d rows stored after 2 minutes", killAt)
 			}
@@ -87,10 +92,13 @@ func TestIngestSurvivesSIGKILL(t *testing.T) {
 		if run > 0 {
 			time.Sleep(time.Duration(rand.IntN(300)) * time.Millisecond)
 		}
-		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		if r.exited() {
+			t.Fatalf("ingest run %d exited before its kill: %v", run, r.err)
+		}
+		if err := r.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
-		_ = cmd.Wait()
+		<-r.done
 		// Rows stored beyond the committed offsets belong to a batch whose
 		// commit the kill prevented: the next run consumes them again.
 		committed := committedRecords(t, addr, "agentrail-ingest")
@@ -100,10 +108,13 @@ func TestIngestSurvivesSIGKILL(t *testing.T) {
 	last := start(3)
 	testenv.Eventually(t, 3*time.Minute, "all events stored", func() (bool, error) {
 		n := countRows(t, conn, "SELECT count(DISTINCT event_id) FROM "+db+".events")
+		if n != total && last.exited() {
+			t.Fatalf("the last ingest run exited with %d of %d distinct events stored: %v", n, total, last.err)
+		}
 		return n == total, fmt.Errorf("%d of %d distinct events", n, total)
 	})
-	_ = last.Process.Signal(syscall.SIGTERM)
-	_ = last.Wait()
+	_ = last.cmd.Process.Signal(syscall.SIGTERM)
+	<-last.done
 
 	raw := stored()
 	distinct := countRows(t, conn, "SELECT count(DISTINCT event_id) FROM "+db+".events")
@@ -123,6 +134,23 @@ func TestIngestSurvivesSIGKILL(t *testing.T) {
 	}
 	if want := idDigest(ids); got != want {
 		t.Fatalf("digest of stored event ids %s != digest of produced ids %s", got, want)
+	}
+}
+
+// ingestRun is one `agentrail ingest` process; done closes when it exits,
+// with err its exit status.
+type ingestRun struct {
+	cmd  *exec.Cmd
+	done chan struct{}
+	err  error
+}
+
+func (r *ingestRun) exited() bool {
+	select {
+	case <-r.done:
+		return true
+	default:
+		return false
 	}
 }
 
