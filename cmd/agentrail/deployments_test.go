@@ -541,3 +541,159 @@ func TestPromQLParser(t *testing.T) {
 		t.Errorf("selectors %v", sels)
 	}
 }
+
+// composeFile is the part of docker-compose.yaml the test reads.
+type composeFile struct {
+	Services map[string]struct {
+		Build *struct {
+			Context    string `yaml:"context"`
+			Dockerfile string `yaml:"dockerfile"`
+		} `yaml:"build"`
+		Image   string   `yaml:"image"`
+		Command []string `yaml:"command"`
+		Volumes []string `yaml:"volumes"`
+		Secrets []string `yaml:"secrets"`
+	} `yaml:"services"`
+	Secrets map[string]struct {
+		File string `yaml:"file"`
+	} `yaml:"secrets"`
+	Volumes map[string]any `yaml:"volumes"`
+}
+
+func TestDeploymentsCompose(t *testing.T) {
+	dir := filepath.Join(deploymentsDir, "compose")
+	raw, err := os.ReadFile(filepath.Join(dir, "docker-compose.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cf composeFile
+	if err := yaml.Unmarshal(raw, &cf); err != nil {
+		t.Fatalf("docker-compose.yaml: %v", err)
+	}
+	for _, want := range []string{"kafka", "clickhouse", "migrate", "ingest", "reports", "ledger", "prometheus", "grafana"} {
+		if _, ok := cf.Services[want]; !ok {
+			t.Errorf("service %s missing", want)
+		}
+	}
+	initScript, err := os.ReadFile(filepath.Join(dir, "init-secrets.sh"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, s := range cf.Secrets {
+		if !strings.HasPrefix(s.File, "./secrets/") || !bytes.Contains(initScript, []byte(filepath.Base(s.File))) {
+			t.Errorf("secret %s: file %q is not one init-secrets.sh makes under ./secrets/", name, s.File)
+		}
+	}
+	exists := func(what, p string) {
+		if _, err := os.Stat(filepath.Join(dir, p)); err != nil {
+			t.Errorf("%s: %v", what, err)
+		}
+	}
+	// Prometheus targets, service:port, as prometheus.yaml lists them.
+	var prom struct {
+		RuleFiles     []string `yaml:"rule_files"`
+		ScrapeConfigs []struct {
+			JobName       string `yaml:"job_name"`
+			StaticConfigs []struct {
+				Targets []string `yaml:"targets"`
+			} `yaml:"static_configs"`
+		} `yaml:"scrape_configs"`
+	}
+	promRaw, err := os.ReadFile(filepath.Join(deploymentsDir, "prometheus", "prometheus.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal(promRaw, &prom); err != nil {
+		t.Fatalf("prometheus.yaml: %v", err)
+	}
+	targets := map[string]string{}
+	for _, sc := range prom.ScrapeConfigs {
+		for _, st := range sc.StaticConfigs {
+			for _, tg := range st.Targets {
+				targets[tg] = sc.JobName
+			}
+		}
+	}
+	configs := 0
+	for name, svc := range cf.Services {
+		t.Run(name, func(t *testing.T) {
+			if svc.Build != nil {
+				exists("build context", svc.Build.Context)
+				exists("dockerfile", filepath.Join(svc.Build.Context, svc.Build.Dockerfile))
+			}
+			mounts := map[string]string{} // container path -> path relative to dir
+			for _, v := range svc.Volumes {
+				parts := strings.Split(v, ":")
+				if len(parts) < 2 {
+					t.Errorf("volume %q: want source:target", v)
+					continue
+				}
+				if strings.HasPrefix(parts[0], ".") {
+					exists("volume "+v, parts[0])
+					mounts[parts[1]] = parts[0]
+				} else if _, named := cf.Volumes[parts[0]]; !named {
+					t.Errorf("volume %q: neither a repository file nor a named volume", v)
+				}
+			}
+			for _, s := range svc.Secrets {
+				if _, ok := cf.Secrets[s]; !ok {
+					t.Errorf("secret %s is not defined at the top level", s)
+				}
+				mounts["/run/secrets/"+s] = ""
+			}
+			if name == "prometheus" {
+				for _, rf := range prom.RuleFiles {
+					if mounts[rf] == "" {
+						t.Errorf("prometheus.yaml rule file %s is not mounted in the prometheus service", rf)
+					}
+				}
+			}
+			cmd := svc.Command
+			for i, a := range cmd {
+				switch {
+				case a == "--metrics" && i+1 < len(cmd):
+					_, port, _ := strings.Cut(cmd[i+1], ":")
+					if !strings.HasPrefix(cmd[i+1], "0.0.0.0:") {
+						t.Errorf("--metrics %s: Prometheus cannot reach a loopback address in another container", cmd[i+1])
+					}
+					if _, ok := targets[name+":"+port]; !ok {
+						t.Errorf("--metrics %s: prometheus.yaml has no target %s:%s", cmd[i+1], name, port)
+					}
+				case a == "--config" && i+1 < len(cmd):
+					host, ok := mounts[cmd[i+1]]
+					if !ok || host == "" {
+						t.Fatalf("--config %s is not a mounted file", cmd[i+1])
+					}
+					configs++
+					// The loader and validation `agentrail ingest --config` runs.
+					cfl := connFlags{config: filepath.Join(dir, host)}
+					cfg, err := cfl.load()
+					if err != nil {
+						t.Fatalf("--config %s (%s): %v", cmd[i+1], host, err)
+					}
+					for field, p := range map[string]string{
+						"signatures.registry_file": cfg.Signatures.RegistryFile, "anomaly.rules_file": cfg.Anomaly.RulesFile,
+						"ledger.private_key_file": cfg.Ledger.PrivateKeyFile, "redaction.secret_file": cfg.Redaction.SecretFile,
+						"clickhouse.password_file": cfg.ClickHouse.PasswordFile, "reports.smtp.password_file": cfg.Reports.SMTP.PasswordFile,
+					} {
+						if _, mounted := mounts[p]; p != "" && !mounted {
+							t.Errorf("%s: %s %s is not mounted in service %s", host, field, p, name)
+						}
+					}
+					if cfg.Signatures.Mode != "off" && cfg.Signatures.RegistryFile == "" && cmd[0] == "ingest" {
+						t.Errorf("%s: ingest verifies signatures but names no registry_file", host)
+					}
+				}
+			}
+		})
+	}
+	for tg, job := range targets {
+		svc, _, _ := strings.Cut(tg, ":")
+		if _, ok := cf.Services[svc]; !ok {
+			t.Errorf("prometheus.yaml job %s targets %s, not a compose service", job, tg)
+		}
+	}
+	if configs < 4 {
+		t.Errorf("%d agentrail configs checked; expected migrate, ingest, ledger and reports", configs)
+	}
+}
