@@ -697,3 +697,77 @@ func TestDeploymentsCompose(t *testing.T) {
 		t.Errorf("%d agentrail configs checked; expected migrate, ingest, ledger and reports", configs)
 	}
 }
+
+// TestClusterSchema checks deployments/clickhouse/cluster/schema.sql on the
+// real server: every statement parses (formatQuery needs no Keeper), and
+// each local table, created without replication in a scratch database, has
+// the columns the migrations give the single-server table of its name.
+func TestClusterSchema(t *testing.T) {
+	chCfg, conn := testenv.ClickHouse(t)
+	ctx := context.Background()
+	raw, err := os.ReadFile(filepath.Join(deploymentsDir, "clickhouse", "cluster", "schema.sql"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var text strings.Builder
+	for _, line := range strings.Split(string(raw), "\n") {
+		if !strings.HasPrefix(strings.TrimSpace(line), "--") {
+			text.WriteString(line + "\n")
+		}
+	}
+	scratch := chCfg.Database + "_cluster"
+	if err := conn.Exec(ctx, "CREATE DATABASE "+scratch); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Exec(context.Background(), "DROP DATABASE IF EXISTS "+scratch+" SYNC") })
+	replicated := regexp.MustCompile(`ReplicatedReplacingMergeTree\('[^']*', '[^']*'(, )?`)
+	localTable := regexp.MustCompile(`^CREATE TABLE IF NOT EXISTS agentrail_local\.([a-z_]+) ON CLUSTER agentrail`)
+	columns := func(db, table string) []string {
+		rows, err := conn.Query(ctx, "SELECT name FROM system.columns WHERE database = ? AND table = ? ORDER BY name", db, table)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		var cs []string
+		for rows.Next() {
+			var c string
+			if err := rows.Scan(&c); err != nil {
+				t.Fatal(err)
+			}
+			cs = append(cs, c)
+		}
+		return cs
+	}
+	stmts, locals := 0, 0
+	for _, stmt := range strings.Split(text.String(), ";") {
+		stmt = strings.TrimSpace(stmt)
+		if stmt == "" {
+			continue
+		}
+		stmts++
+		var formatted string
+		if err := conn.QueryRow(ctx, "SELECT formatQuery(?)", stmt).Scan(&formatted); err != nil {
+			t.Errorf("does not parse: %v\n%s", err, stmt)
+			continue
+		}
+		m := localTable.FindStringSubmatch(stmt)
+		if m == nil {
+			continue
+		}
+		locals++
+		single := strings.Replace(stmt, " ON CLUSTER agentrail", "", 1)
+		single = strings.Replace(single, "agentrail_local.", scratch+".", 1)
+		single = replicated.ReplaceAllString(single, "ReplacingMergeTree(")
+		if err := conn.Exec(ctx, single); err != nil {
+			t.Errorf("%s: the local table, without replication, is not created: %v\n%s", m[1], err, single)
+			continue
+		}
+		got, want := columns(scratch, m[1]), columns(chCfg.Database, m[1])
+		if strings.Join(got, ",") != strings.Join(want, ",") || len(want) == 0 {
+			t.Errorf("%s: columns\n%v\nbut the migrations create\n%v", m[1], got, want)
+		}
+	}
+	if stmts < 7 || locals < 2 {
+		t.Errorf("%d statements, %d local tables checked", stmts, locals)
+	}
+}
