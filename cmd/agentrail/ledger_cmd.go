@@ -15,7 +15,6 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/agentrail/agentrail/internal/chstore"
@@ -66,7 +65,9 @@ func runLedger(ctx context.Context, args []string) int {
 	}
 	log := newLogger()
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if err := registerRuntimeMetrics(reg); err != nil {
+		return exitCode("ledger "+sub, err)
+	}
 	led, err := openLedger(cfg, conn, reg, log)
 	if err != nil {
 		return exitCode("ledger "+sub, err)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"os"
 	"time"
@@ -85,12 +86,7 @@ func runIngest(ctx context.Context, args []string) int {
 		return exitCode("ingest", err)
 	}
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	procs, err := buildProcessors(ctx, cfg, reg, log)
-	if err != nil {
-		return exitCode("ingest", err)
-	}
-	in, err := consumers.New(ctx, cfg.Config, reg, log, consumers.WithProcessors(procs...))
+	in, err := newIngest(ctx, cfg, reg, log)
 	if err != nil {
 		return exitCode("ingest", err)
 	}
@@ -103,6 +99,31 @@ func runIngest(ctx context.Context, args []string) int {
 	log.Info("ingest running", "brokers", cfg.Kafka.Brokers, "topic", cfg.Kafka.Topics.Events,
 		"clickhouse", cfg.ClickHouse.Addr, "database", cfg.ClickHouse.Database, "metrics", *metricsAddr)
 	return exitCode("ingest", g.Wait())
+}
+
+// newIngest builds ingest and its in-ingest stages, registering every metric
+// `agentrail ingest` serves on reg (deployments/prometheus rules and the
+// dashboard are checked against these names by TestDeploymentsMetrics).
+func newIngest(ctx context.Context, cfg pipelineConfig, reg prometheus.Registerer, log *slog.Logger) (*consumers.Ingest, error) {
+	if err := registerRuntimeMetrics(reg); err != nil {
+		return nil, err
+	}
+	procs, err := buildProcessors(ctx, cfg, reg, log)
+	if err != nil {
+		return nil, err
+	}
+	return consumers.New(ctx, cfg.Config, reg, log, consumers.WithProcessors(procs...))
+}
+
+// registerRuntimeMetrics adds the Go and process metrics every serving
+// command exposes (process_start_time_seconds, go_goroutines, ...).
+func registerRuntimeMetrics(reg prometheus.Registerer) error {
+	for _, c := range []prometheus.Collector{collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
+		if err := reg.Register(c); err != nil {
+			return fmt.Errorf("register runtime metrics: %w", err)
+		}
+	}
+	return nil
 }
 
 func ensureTopics(ctx context.Context, kc kafkacfg.Config) error {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
 	"maps"
 	"os"
 	"os/user"
@@ -15,7 +16,6 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/agentrail/agentrail/internal/chstore"
@@ -229,24 +229,11 @@ func runReports(ctx context.Context, args []string) int {
 	defer conn.Close()
 	log := newLogger()
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	if sub == "send" {
-		// A manual send runs no schedule, so no retention job.
-		cfg.Reports.Retention.Schedule = "off"
-	}
-	var opts []reports.Option
-	if cfg.Ledger.Enabled && sub == "serve" {
-		led, err := openLedger(cfg, conn, reg, log)
-		if err != nil {
-			return exitCode("reports "+sub, err)
-		}
-		defer led.Close(context.Background())
-		opts = append(opts, reports.WithRetentionOptions(retention.WithLedger(led)))
-	}
-	svc, err := reports.New(cfg.Reports, reports.Store{Conn: conn, Database: cfg.ClickHouse.Database}, reg, log, opts...)
+	svc, closeLedger, err := newReportsService(cfg, conn, reg, log, sub == "serve")
 	if err != nil {
 		return exitCode("reports "+sub, err)
 	}
+	defer closeLedger()
 	defer svc.Close(context.Background())
 	if sub == "send" {
 		if *team == "" {
@@ -276,6 +263,35 @@ func runReports(ctx context.Context, args []string) int {
 		"smtp", fmt.Sprintf("%s:%d", cfg.Reports.SMTP.Host, cfg.Reports.SMTP.Port), "retention", cfg.Reports.Retention.Schedule,
 		"metrics", *metricsAddr)
 	return exitCode("reports serve", g.Wait())
+}
+
+// newReportsService builds the report mailer (and, when serve, its retention
+// job and ledger), registering every metric `agentrail reports serve` serves
+// on reg. closeLedger is never nil.
+func newReportsService(cfg pipelineConfig, conn driver.Conn, reg prometheus.Registerer, log *slog.Logger, serve bool) (svc *reports.Service, closeLedger func(), err error) {
+	closeLedger = func() {}
+	if err := registerRuntimeMetrics(reg); err != nil {
+		return nil, closeLedger, err
+	}
+	if !serve {
+		// A manual send runs no schedule, so no retention job.
+		cfg.Reports.Retention.Schedule = "off"
+	}
+	var opts []reports.Option
+	if cfg.Ledger.Enabled && serve {
+		led, err := openLedger(cfg, conn, reg, log)
+		if err != nil {
+			return nil, closeLedger, err
+		}
+		closeLedger = func() { led.Close(context.Background()) }
+		opts = append(opts, reports.WithRetentionOptions(retention.WithLedger(led)))
+	}
+	svc, err = reports.New(cfg.Reports, reports.Store{Conn: conn, Database: cfg.ClickHouse.Database}, reg, log, opts...)
+	if err != nil {
+		closeLedger()
+		return nil, func() {}, err
+	}
+	return svc, closeLedger, nil
 }
 
 // runRetention enforces tier-based retention (agentrail retention run).
