@@ -46,8 +46,9 @@ func TestIngestSurvivesSIGKILL(t *testing.T) {
 	db := chCfg.Database
 	stored := func() uint64 { return countRows(t, conn, "SELECT count() FROM "+db+".events") }
 	// The fleet here is unsigned: this test is about crash accounting.
+	// Batches of 20,000 put several batches between the kills below.
 	cfgFile := filepath.Join(t.TempDir(), "ingest.yaml")
-	if err := os.WriteFile(cfgFile, []byte("signatures:\n  mode: off\n"), 0o644); err != nil {
+	if err := os.WriteFile(cfgFile, []byte("ingest:\n  batch_rows: 20000\nsignatures:\n  mode: off\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	start := func(run int) *ingestRun {
