@@ -77,9 +77,10 @@ type Emitter struct {
 	m       metrics
 	promise func(*kgo.Record, error) // bound once: a method value allocates
 
-	enc     *schemas.Encoder // only read by AppendValid: shared by all calls
-	records sync.Pool        // *pending
-	boxes   sync.Pool        // *eventBox
+	enc     *schemas.Encoder  // only read by AppendValid: shared by all calls
+	env     *schemas.Envelope // Config.Agent and Producer, checked and encoded once; nil if invalid
+	records sync.Pool         // *pending
+	boxes   sync.Pool         // *eventBox
 
 	// slots holds one token per accepted, unacknowledged event.
 	slots chan struct{}
@@ -153,6 +154,10 @@ func New(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Emitter, err
 	}
 	e.boxes.New = func() any { return new(eventBox) }
 
+	// An invalid configured agent is not an error here: Emit callers
+	// (replay, the simulator) bring their own, and the typed methods' events
+	// are refused as invalid, naming the field, as any other.
+	e.env, _ = schemas.NewEnvelope(cfg.Agent, cfg.Producer, schemas.Limits{})
 	e.enc = schemas.NewSingleObjectEncoder()
 	if cfg.RegistryURL != "" {
 		id, err := register(cfg)
@@ -331,7 +336,7 @@ func (e *Emitter) publish(ctx context.Context, ev *schemas.Event, now time.Time)
 	// Emitter's state.
 	p := e.records.Get().(*pending)
 	buf := append(p.buf[:0], ev.TraceID...)
-	buf, err := e.enc.AppendValid(buf, ev, now, schemas.Limits{})
+	buf, err := e.enc.AppendValidIn(buf, ev, now, schemas.Limits{}, e.env)
 	p.buf = buf
 	if err != nil {
 		e.recycle(p)
