@@ -77,12 +77,17 @@ type Emitter struct {
 	m       metrics
 	promise func(*kgo.Record, error) // bound once: a method value allocates
 
-	enc     *schemas.Encoder // only read by AppendValid: shared by all calls
-	records sync.Pool        // *pending
-	boxes   sync.Pool        // *eventBox
+	enc     *schemas.Encoder  // only read by AppendValid: shared by all calls
+	env     *schemas.Envelope // Config.Agent and Producer, checked and encoded once; nil if invalid
+	records sync.Pool         // *pending
+	boxes   sync.Pool         // *eventBox
 
 	// slots holds one token per accepted, unacknowledged event.
 	slots chan struct{}
+	// queue carries accepted records, in order, to handOver, which gives
+	// them to franz-go off the caller's thread; flush markers ride along.
+	queue  queue
+	handed chan struct{} // closed when handOver has returned
 
 	down     atomic.Pointer[unavailableError] // non-nil while deliveries fail
 	failures atomic.Uint64                    // delivery failures so far
@@ -104,10 +109,15 @@ type Emitter struct {
 type pending struct {
 	context.Context
 	rec     kgo.Record
-	buf     []byte // key (the trace id) then value
+	buf     []byte // key (the trace id) then value; inline unless it outgrew it
 	eventID string
+	mark    chan struct{}                  // a flush marker: handOver closes it instead of producing
 	hdrs    [2]kgo.RecordHeader            // signature headers (sign.go)
 	sig     [signing.MaxSignatureSize]byte // the signature's bytes
+	// inline holds most events (about 400 bytes in Avro), so that a record
+	// the pool must make anew, after the garbage collector emptied it, is
+	// one allocation, not two.
+	inline [1024]byte
 }
 
 // eventBox holds an event and its bodies, so the typed methods build events
@@ -141,6 +151,8 @@ func New(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Emitter, err
 		cfg:       cfg,
 		log:       log,
 		slots:     make(chan struct{}, cfg.MaxBufferedRecords),
+		queue:     queue{wake: make(chan struct{}, 1)},
+		handed:    make(chan struct{}),
 		wake:      make(chan struct{}, 1),
 		done:      make(chan struct{}),
 		probeDone: make(chan struct{}),
@@ -148,11 +160,15 @@ func New(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Emitter, err
 	e.promise = e.delivered
 	e.records.New = func() any {
 		p := &pending{Context: context.Background()}
-		p.buf = make([]byte, 0, 1024)
+		p.buf = p.inline[:0]
 		return p
 	}
 	e.boxes.New = func() any { return new(eventBox) }
 
+	// An invalid configured agent is not an error here: Emit callers
+	// (replay, the simulator) bring their own, and the typed methods' events
+	// are refused as invalid, naming the field, as any other.
+	e.env, _ = schemas.NewEnvelope(cfg.Agent, cfg.Producer, schemas.Limits{})
 	e.enc = schemas.NewSingleObjectEncoder()
 	if cfg.RegistryURL != "" {
 		id, err := register(cfg)
@@ -198,6 +214,7 @@ func New(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Emitter, err
 		return nil, err
 	}
 	go e.probe()
+	go e.handOver()
 	return e, nil
 }
 
@@ -323,15 +340,15 @@ func (e *Emitter) publishBox(ctx context.Context, b *eventBox, a *Action, typ sc
 	return err
 }
 
-// publish validates, encodes and hands ev to franz-go. It blocks only while
-// waiting for buffer space, at most BlockLimit.
+// publish validates and encodes ev, and queues it for handOver. It blocks
+// only while waiting for buffer space, at most BlockLimit.
 func (e *Emitter) publish(ctx context.Context, ev *schemas.Event, now time.Time) error {
 	// Validation and encoding are one pass over the event (AppendValid),
 	// made first: an invalid event is refused as invalid whatever the
 	// Emitter's state.
 	p := e.records.Get().(*pending)
 	buf := append(p.buf[:0], ev.TraceID...)
-	buf, err := e.enc.AppendValid(buf, ev, now, schemas.Limits{})
+	buf, err := e.enc.AppendValidIn(buf, ev, now, schemas.Limits{}, e.env)
 	p.buf = buf
 	if err != nil {
 		e.recycle(p)
@@ -363,12 +380,116 @@ func (e *Emitter) publish(ctx context.Context, ev *schemas.Event, now time.Time)
 	p.rec.Value = buf[k:]
 	p.rec.Context = p
 	p.eventID = ev.EventID
-	// TryProduce, not Produce: our slots already bound the buffer, and the
-	// record's context (p) is never canceled, so a caller's short deadline
-	// cannot fail records that are already buffered.
-	e.cl.TryProduce(p, &p.rec, e.promise)
+	e.queue.push(p)
 	e.m.countAccepted(ev.Type)
 	return nil
+}
+
+// queue is a FIFO of records with one consumer, handOver, which takes all
+// that is queued at once: one lock per batch on its side, and an
+// uncontended lock, mostly, on the publishers' side. Its length is bounded
+// by the slots (plus flush markers), so it needs no bound of its own.
+type queue struct {
+	mu      sync.Mutex
+	recs    []*pending
+	idle    bool // the consumer waits for wake
+	closed  bool
+	wake    chan struct{}
+	pending []*pending // the consumer's batch, reused
+}
+
+// push appends p, and wakes the consumer if it waits. It never blocks
+// (but for the lock). p must not be pushed after close.
+func (q *queue) push(p *pending) {
+	q.mu.Lock()
+	q.recs = append(q.recs, p)
+	wake := q.idle
+	q.idle = false
+	q.mu.Unlock()
+	if wake {
+		q.wake <- struct{}{} // cap 1, and only the push that cleared idle sends
+	}
+}
+
+// close ends the queue: next returns what is left, then nil.
+func (q *queue) close() {
+	q.mu.Lock()
+	q.closed = true
+	wake := q.idle
+	q.idle = false
+	q.mu.Unlock()
+	if wake {
+		q.wake <- struct{}{}
+	}
+}
+
+// next waits for records and returns all that are queued, in order; nil
+// once the queue is closed and empty. The slice is valid until next call.
+func (q *queue) next() []*pending {
+	if len(q.pending) > 0 {
+		// Busy: let a batch gather, rather than have every push wake us.
+		clear(q.pending)
+		time.Sleep(gatherInterval)
+	}
+	q.mu.Lock()
+	for len(q.recs) == 0 {
+		if q.closed {
+			q.mu.Unlock()
+			return nil
+		}
+		q.idle = true
+		q.mu.Unlock()
+		<-q.wake
+		q.mu.Lock()
+	}
+	batch := q.recs
+	q.recs = q.pending[:0]
+	q.mu.Unlock()
+	q.pending = batch
+	return batch
+}
+
+// gatherInterval is how long handOver lets records gather after a batch,
+// while callers keep it busy, so that a busy caller rarely has to wake it
+// or contend with it for the queue's lock (without it, the callers kept
+// less of the saving: docs/PERFORMANCE.md, "Third round"). It adds about
+// this much to an event's way to Kafka, little against Linger's default
+// 5 ms; an idle handOver sleeps until a push wakes it.
+const gatherInterval = 200 * time.Microsecond
+
+// handOver runs for the Emitter's life, until Close closes the queue, and
+// gives the queued records to franz-go in the order they were accepted (so
+// one caller's events, and one trace's, keep their order). franz-go's
+// TryProduce takes the client's lock, partitions and buffers the record:
+// done here, that work leaves the caller's thread.
+func (e *Emitter) handOver() {
+	defer close(e.handed)
+	for batch := e.queue.next(); batch != nil; batch = e.queue.next() {
+		for _, p := range batch {
+			if p.mark != nil {
+				close(p.mark)
+				continue
+			}
+			// TryProduce, not Produce: our slots already bound the buffer,
+			// and the record's context (p) is never canceled, so a caller's
+			// short deadline cannot fail records that are already
+			// buffered. It never blocks.
+			e.cl.TryProduce(p, &p.rec, e.promise)
+		}
+	}
+}
+
+// enqueueMark queues a flush marker behind every record accepted so far.
+// The caller holds e.mu (shared or exclusive), or has set e.closed itself,
+// so the queue is still open.
+func (e *Emitter) enqueueMark() chan struct{} {
+	m := &pending{mark: make(chan struct{})}
+	e.queue.push(m)
+	return m.mark
+}
+
+func (e *Emitter) stillBuffered(err error) error {
+	return fmt.Errorf("producers: flush: %d events still buffered: %w", len(e.slots), err)
 }
 
 // acquire takes a buffer slot, waiting until BlockLimit after the call
@@ -408,7 +529,7 @@ func wakeMargin(limit time.Duration) time.Duration { return min(limit/10, 2*time
 
 func (e *Emitter) recycle(p *pending) {
 	if cap(p.buf) > maxPooledBuf {
-		p.buf = nil
+		p.buf = p.inline[:0]
 	}
 	p.buf = p.buf[:0]
 	p.rec = kgo.Record{}
@@ -518,19 +639,27 @@ func topicReady(ctx context.Context, adm *kadm.Client, topic string) error {
 // Flush waits until every accepted event is delivered or failed, or ctx
 // ends. It reports the failures that happened meanwhile.
 func (e *Emitter) Flush(ctx context.Context) error {
+	before := e.failures.Load()
 	e.mu.RLock()
-	closed := e.closed
-	e.mu.RUnlock()
-	if closed {
+	if e.closed {
+		e.mu.RUnlock()
 		return ErrClosed
 	}
-	return e.flush(ctx)
+	mark := e.enqueueMark()
+	e.mu.RUnlock()
+	return e.flush(ctx, mark, before)
 }
 
-func (e *Emitter) flush(ctx context.Context) error {
-	before := e.failures.Load()
+// flush waits until handOver has reached mark, then until franz-go has
+// settled every record it was given.
+func (e *Emitter) flush(ctx context.Context, mark chan struct{}, before uint64) error {
+	select {
+	case <-mark:
+	case <-ctx.Done():
+		return e.stillBuffered(context.Cause(ctx))
+	}
 	if err := e.cl.Flush(ctx); err != nil {
-		return fmt.Errorf("producers: flush: %d events still buffered: %w", len(e.slots), err)
+		return e.stillBuffered(err)
 	}
 	if n := e.failures.Load() - before; n > 0 {
 		var cause error = ErrUnavailable
@@ -547,10 +676,16 @@ func (e *Emitter) flush(ctx context.Context) error {
 // reported like any delivery failure. It is idempotent.
 func (e *Emitter) Close(ctx context.Context) error {
 	e.closeOnce.Do(func() {
+		before := e.failures.Load()
 		e.mu.Lock()
 		e.closed = true
 		e.mu.Unlock()
-		e.closeErr = e.flush(ctx)
+		// No publisher or Flush sends on the queue from here on.
+		e.closeErr = e.flush(ctx, e.enqueueMark(), before)
+		// Whatever is still queued goes to franz-go too (TryProduce never
+		// blocks), so that closing the client below fails and reports it.
+		e.queue.close()
+		<-e.handed
 		close(e.done)
 		<-e.probeDone
 		e.cl.Close()

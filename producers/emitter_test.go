@@ -207,6 +207,111 @@ func must(t *testing.T, err error) {
 
 // TestTraceFromContext: with a zero Action.Trace, events take the trace in
 // the context.
+// TestHandOverKeepsOrder: events accepted from several goroutines at once,
+// with Flush called meanwhile, all reach Kafka exactly once, each caller's
+// (each trace's) in the order it emitted them; Flush leaves nothing
+// buffered; Close hands over and delivers what is still queued.
+func TestHandOverKeepsOrder(t *testing.T) {
+	c := startBroker(t)
+	em, _ := newTestEmitter(t, c.ListenAddrs(), func(cfg *Config) { cfg.MaxBufferedRecords = 64 })
+	ctx := context.Background()
+	const callers, each, atClose = 4, 300, 50
+	acts := make([]Action, callers)
+	for i := range acts {
+		acts[i] = Action{Trace: NewTraceContext(), RequestedBy: "alice@acme.test", Tier: 1,
+			Digest: schemas.ActionDigest(testAgent.ID, "email", "send", "customer:"+strconv.Itoa(i), nil)}
+	}
+	emit := func(a *Action, seq int) error {
+		for {
+			err := em.Result(ctx, a, schemas.Result{Status: schemas.ResultSuccess, DurationUS: int64(seq)})
+			if !errors.Is(err, ErrBufferFull) {
+				return err
+			}
+		}
+	}
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	flushes := make(chan error, 1)
+	go func() { // flushes race the callers
+		n := 0
+		var err error
+		for err == nil {
+			select {
+			case <-stop:
+				flushes <- nil
+				return
+			default:
+			}
+			err = em.Flush(ctx)
+			n++
+		}
+		flushes <- fmt.Errorf("flush %d: %w", n, err)
+	}()
+	for i := range acts {
+		wg.Go(func() {
+			for seq := range each {
+				if err := emit(&acts[i], seq); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	close(stop)
+	must(t, <-flushes)
+	must(t, em.Flush(ctx))
+	if n := em.Buffered(); n != 0 {
+		t.Fatalf("after Flush, %d events still buffered", n)
+	}
+	for seq := range atClose { // queued, then Close at once
+		must(t, emit(&acts[0], each+seq))
+	}
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	must(t, em.Close(cctx))
+
+	want := callers*each + atClose
+	recs := consume(t, c.ListenAddrs(), want)
+	if len(recs) != want {
+		t.Fatalf("consumed %d records, want %d", len(recs), want)
+	}
+	dec, err := schemas.NewDecoder(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := map[string]int64{} // trace id -> the sequence number expected next
+	byKey := map[string][]*kgo.Record{}
+	for _, r := range recs {
+		byKey[string(r.Key)] = append(byKey[string(r.Key)], r)
+	}
+	for key, rs := range byKey {
+		slices.SortFunc(rs, func(a, b *kgo.Record) int { return int(a.Offset - b.Offset) })
+		for _, r := range rs {
+			var ev schemas.Event
+			if err := dec.Decode(ctx, r.Value, &ev); err != nil {
+				t.Fatal(err)
+			}
+			if ev.Result.DurationUS != next[key] {
+				t.Fatalf("trace %s: event %d arrived where %d was next", key, ev.Result.DurationUS, next[key])
+			}
+			next[key]++
+		}
+	}
+	for i, a := range acts {
+		want := int64(each)
+		if i == 0 {
+			want += atClose
+		}
+		if next[a.Trace.TraceID] != want {
+			t.Errorf("caller %d: %d events delivered, want %d", i, next[a.Trace.TraceID], want)
+		}
+	}
+}
+
 func TestTraceFromContext(t *testing.T) {
 	c := startBroker(t)
 	em, _ := newTestEmitter(t, c.ListenAddrs(), nil)

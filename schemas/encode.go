@@ -17,15 +17,27 @@ import (
 // a non-ASCII or over-long string takes a second pass (checkStrings), which
 // finds the field to name.
 func (enc *Encoder) AppendValid(dst []byte, e *Event, now time.Time, lim Limits) ([]byte, error) {
+	return enc.AppendValidIn(dst, e, now, lim, nil)
+}
+
+// AppendValidIn is AppendValid for events that usually carry env's agent and
+// producer: when e.Agent or e.Producer equals env's, its bytes are copied
+// from env, checked and encoded once by NewEnvelope, instead of being
+// checked and encoded again. The result is AppendValid's, byte for byte. A
+// nil env, or one made under other limits, is ignored.
+func (enc *Encoder) AppendValidIn(dst []byte, e *Event, now time.Time, lim Limits, env *Envelope) ([]byte, error) {
 	if lim == (Limits{}) {
 		lim = DefaultLimits
 	}
-	if err := checkShape(e, now, lim); err != nil {
+	if env != nil && env.maxString != lim.MaxString {
+		env = nil
+	}
+	if err := checkShape(e, now, lim, env); err != nil {
 		return dst, err
 	}
 	n := len(dst)
 	w := writer{buf: append(dst, enc.header...)}
-	if err := w.event(e); err != nil {
+	if err := w.event(e, env); err != nil {
 		// checkShape admits only the schema's enum symbols.
 		return dst[:n], fmt.Errorf("schemas: encode event: %w", err)
 	}
@@ -40,8 +52,50 @@ func (enc *Encoder) AppendValid(dst []byte, e *Event, now time.Time, lim Limits)
 // appendEvent appends the Avro binary encoding of e (see writer.event).
 func appendEvent(dst []byte, e *Event) ([]byte, error) {
 	w := writer{buf: dst}
-	err := w.event(e)
+	err := w.event(e, nil)
 	return w.buf, err
+}
+
+// Envelope is an agent and a producer, validated and encoded once, for
+// AppendValidIn. A producer makes one for the identity it is configured
+// with, which most of its events carry.
+type Envelope struct {
+	agent                 Agent
+	producer              Producer
+	maxString             int
+	agentEnc, producerEnc []byte
+}
+
+// NewEnvelope checks a and p as Validate does under lim (agent_id an
+// identifier, team set, every string valid UTF-8 of at most lim.MaxString
+// bytes), naming the first bad field, and encodes them.
+func NewEnvelope(a Agent, p Producer, lim Limits) (*Envelope, error) {
+	if lim == (Limits{}) {
+		lim = DefaultLimits
+	}
+	if err := checkAgent(&a); err != nil {
+		return nil, err
+	}
+	c := stringChecker{max: lim.MaxString}
+	c.str("agent.agent_id", a.ID)
+	c.str("agent.agent_version", a.Version)
+	c.str("agent.team", a.Team)
+	c.str("agent.environment", a.Environment)
+	c.str("agent.tenant", a.Tenant)
+	c.str("producer.name", p.Name)
+	c.str("producer.version", p.Version)
+	c.str("producer.host", p.Host)
+	if c.err != nil {
+		return nil, c.err
+	}
+	env := &Envelope{agent: a, producer: p, maxString: lim.MaxString}
+	var w writer
+	w.agent(&a)
+	env.agentEnc = w.buf
+	w = writer{}
+	w.producer(&p)
+	env.producerEnc = w.buf
+	return env, nil
 }
 
 // writer appends the Avro binary encoding of events to buf. While it copies
@@ -67,7 +121,10 @@ type writer struct {
 // Enum fields take their symbol's index; a value that is not a symbol is an
 // error naming the field. An approval's empty approver_kind and scope are
 // written as the schema's defaults (human, single).
-func (w *writer) event(e *Event) error {
+//
+// When env is not nil, an agent or producer equal to env's is copied from
+// env's encoding (its strings were checked when env was made).
+func (w *writer) event(e *Event, env *Envelope) error {
 	w.str(e.EventID)
 	w.str(e.TraceID)
 	w.str(e.SpanID)
@@ -77,16 +134,18 @@ func (w *writer) event(e *Event) error {
 	}
 	w.long(t)
 	w.long(e.Time.UnixMicro())
-	w.str(e.Agent.ID)
-	w.str(e.Agent.Version)
-	w.str(e.Agent.Team)
-	w.str(e.Agent.Environment)
-	w.str(e.Agent.Tenant)
+	if env != nil && e.Agent == env.agent {
+		w.buf = append(w.buf, env.agentEnc...)
+	} else {
+		w.agent(&e.Agent)
+	}
 	w.str(e.RequestedBy)
 	w.long(int64(e.Tier))
-	w.str(e.Producer.Name)
-	w.str(e.Producer.Version)
-	w.str(e.Producer.Host)
+	if env != nil && e.Producer == env.producer {
+		w.buf = append(w.buf, env.producerEnc...)
+	} else {
+		w.producer(&e.Producer)
+	}
 	w.str(e.SessionID)
 	w.strMap(e.Labels)
 
@@ -121,6 +180,20 @@ func (w *writer) event(e *Event) error {
 		}
 	}
 	return nil
+}
+
+func (w *writer) agent(a *Agent) {
+	w.str(a.ID)
+	w.str(a.Version)
+	w.str(a.Team)
+	w.str(a.Environment)
+	w.str(a.Tenant)
+}
+
+func (w *writer) producer(p *Producer) {
+	w.str(p.Name)
+	w.str(p.Version)
+	w.str(p.Host)
 }
 
 // null and some write the branch of a ["null", T] union (zig-zag 0 and 1).

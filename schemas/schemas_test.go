@@ -407,6 +407,87 @@ func TestAppendValidAgreesWithValidate(t *testing.T) {
 	}
 }
 
+// TestAppendValidInAgrees: with an Envelope of the sample events' agent and
+// producer, AppendValidIn refuses what AppendValid refuses, with the same
+// error, and writes the same bytes, whether an event carries the envelope's
+// agent and producer or others.
+func TestAppendValidInAgrees(t *testing.T) {
+	enc := NewSingleObjectEncoder()
+	s := sampleEvents()[0]
+	env, err := NewEnvelope(s.Agent, s.Producer, Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	prefix := []byte("key")
+	cases := append(validateCases(),
+		validateCase{"agent version invalid utf-8", func(e []*Event) *Event { e[0].Agent.Version = "v\xff"; return e[0] }, "agent.agent_version"},
+		validateCase{"producer host too long", func(e []*Event) *Event { e[3].Producer.Host = strings.Repeat("h", 70000); return e[3] }, "producer.host"},
+		validateCase{"other agent", func(e []*Event) *Event { e[1].Agent = Agent{ID: "ops-bot", Team: "ops"}; return e[1] }, ""},
+		validateCase{"other producer, non-ascii", func(e []*Event) *Event { e[2].Producer.Host = "hôte-7"; return e[2] }, ""},
+		validateCase{"agent id with space", func(e []*Event) *Event { e[2].Agent.ID = "billing bot"; return e[2] }, "agent.agent_id"},
+	)
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := tc.mutate(sampleEvents())
+			want, werr := enc.AppendValid(append([]byte(nil), prefix...), e, t0, Limits{})
+			got, gerr := enc.AppendValidIn(append([]byte(nil), prefix...), e, t0, Limits{}, env)
+			if fmt.Sprint(gerr) != fmt.Sprint(werr) {
+				t.Fatalf("AppendValidIn: %v, AppendValid: %v", gerr, werr)
+			}
+			if !bytes.Equal(got, want) {
+				t.Fatalf("AppendValidIn wrote %x, AppendValid %x", got, want)
+			}
+			var ve *ValidationError
+			if tc.field != "" && (!errors.As(gerr, &ve) || ve.Field != tc.field) {
+				t.Fatalf("err = %v, want ValidationError on field %s", gerr, tc.field)
+			}
+			if tc.field == "" && gerr != nil {
+				t.Fatalf("want valid, got %v", gerr)
+			}
+		})
+	}
+	t.Run("envelope made under other limits", func(t *testing.T) {
+		long := s.Agent
+		long.Version = strings.Repeat("v", 70000)
+		big, err := NewEnvelope(long, s.Producer, Limits{MaxString: 1 << 20})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e := sampleEvents()[3]
+		e.Agent = long
+		_, err = enc.AppendValidIn(nil, e, t0, Limits{}, big)
+		var ve *ValidationError
+		if !errors.As(err, &ve) || ve.Field != "agent.agent_version" {
+			t.Fatalf("err = %v, want ValidationError on field agent.agent_version", err)
+		}
+	})
+}
+
+func TestNewEnvelopeErrors(t *testing.T) {
+	s := sampleEvents()[0]
+	for _, tc := range []struct {
+		name  string
+		edit  func(a *Agent, p *Producer)
+		field string
+	}{
+		{"no agent id", func(a *Agent, p *Producer) { a.ID = "" }, "agent.agent_id"},
+		{"agent id with space", func(a *Agent, p *Producer) { a.ID = "a b" }, "agent.agent_id"},
+		{"no team", func(a *Agent, p *Producer) { a.Team = "" }, "agent.team"},
+		{"tenant invalid utf-8", func(a *Agent, p *Producer) { a.Tenant = "ac\xc3" }, "agent.tenant"},
+		{"producer version too long", func(a *Agent, p *Producer) { p.Version = strings.Repeat("1", 70000) }, "producer.version"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a, p := s.Agent, s.Producer
+			tc.edit(&a, &p)
+			_, err := NewEnvelope(a, p, Limits{})
+			var ve *ValidationError
+			if !errors.As(err, &ve) || ve.Field != tc.field {
+				t.Fatalf("err = %v, want ValidationError on field %s", err, tc.field)
+			}
+		})
+	}
+}
+
 func TestValidationErrorHidesValue(t *testing.T) {
 	e := sampleEvents()[0]
 	e.Intent.Rationale = "card 4111111111111111 \xff"

@@ -45,15 +45,16 @@ func Validate(e *Event, now time.Time, lim Limits) error {
 	if lim == (Limits{}) {
 		lim = DefaultLimits
 	}
-	if err := checkShape(e, now, lim); err != nil {
+	if err := checkShape(e, now, lim, nil); err != nil {
 		return err
 	}
 	return checkStrings(e, lim.MaxString)
 }
 
 // checkShape is Validate without the length and UTF-8 checks of strings
-// other than identifiers, which AppendValid makes while it encodes.
-func checkShape(e *Event, now time.Time, lim Limits) error {
+// other than identifiers, which AppendValid makes while it encodes. An agent
+// equal to env's was checked when env was made.
+func checkShape(e *Event, now time.Time, lim Limits, env *Envelope) error {
 	if err := checkID("event_id", e.EventID); err != nil {
 		return err
 	}
@@ -75,16 +76,25 @@ func checkShape(e *Event, now time.Time, lim Limits) error {
 	if d := now.Sub(e.Time); d > lim.MaxPast {
 		return invalid("event_time", "is %s in the past (limit %s)", d.Round(time.Hour), lim.MaxPast)
 	}
-	if err := checkID("agent.agent_id", e.Agent.ID); err != nil {
-		return err
-	}
-	if e.Agent.Team == "" {
-		return invalid("agent.team", "is empty")
+	if env == nil || e.Agent != env.agent {
+		if err := checkAgent(&e.Agent); err != nil {
+			return err
+		}
 	}
 	if e.Tier < TierLow || e.Tier > TierHigh {
 		return invalid("tier", "must be 1, 2 or 3, got %d", e.Tier)
 	}
 	return checkBody(e)
+}
+
+func checkAgent(a *Agent) error {
+	if err := checkID("agent.agent_id", a.ID); err != nil {
+		return err
+	}
+	if a.Team == "" {
+		return invalid("agent.team", "is empty")
+	}
+	return nil
 }
 
 func checkBody(e *Event) error {
