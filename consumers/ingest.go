@@ -325,8 +325,12 @@ func New(ctx context.Context, cfg Config, reg prometheus.Registerer, log *slog.L
 		// partitions' next owner (UNSTABLE_OFFSET_COMMIT until it expires).
 		kgo.TransactionTimeout(10*time.Second),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.OnPartitionsAssigned(in.assigned),
 		kgo.OnPartitionsRevoked(in.revoked),
 		kgo.OnPartitionsLost(in.revoked),
+		// franz-go's warnings: a group or fetch that keeps failing (offsets
+		// unstable, joins refused) shows in the log, not only as a stall.
+		kgo.WithLogger(kafkacfg.Logger(log, kgo.LogLevelWarn)),
 	)
 	if cfg.Ingest.InstanceID != "" {
 		kopts = append(kopts, kgo.InstanceID(cfg.Ingest.InstanceID))
@@ -926,9 +930,16 @@ func brokerGone(err error) bool {
 // before the next batch (the callback runs on franz-go's goroutine, and
 // processors are not safe for concurrent use).
 func (in *Ingest) revoked(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
+	in.log.Info("partitions revoked", "partitions", lost[in.cfg.Kafka.Topics.Events])
 	in.revokedMu.Lock()
 	in.revokedPs = append(in.revokedPs, lost[in.cfg.Kafka.Topics.Events]...)
 	in.revokedMu.Unlock()
+}
+
+// assigned logs the partitions this member was given (in a cooperative
+// rebalance, only the new ones).
+func (in *Ingest) assigned(_ context.Context, _ *kgo.Client, got map[string][]int32) {
+	in.log.Info("partitions assigned", "partitions", got[in.cfg.Kafka.Topics.Events])
 }
 
 func (in *Ingest) applyRevocations() {

@@ -16,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
 
+	"github.com/agentrail/agentrail/internal/kafkacfg"
 	"github.com/agentrail/agentrail/schemas"
 	"github.com/agentrail/agentrail/signing"
 )
@@ -201,7 +202,9 @@ func New(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Emitter, err
 		// Records are keyed by trace id; the default partitioner hashes keys
 		// with murmur2 like the Java client, so a trace keeps one partition
 		// whatever language produced it.
-		kgo.WithLogger(kgoLogger{log}),
+		// franz-go's errors only: its warnings repeat on every retry during
+		// an outage, and the Emitter logs an outage's start and end itself.
+		kgo.WithLogger(kafkacfg.Logger(log, kgo.LogLevelError)),
 	)
 	opts = append(opts, cfg.kgoOpts...)
 	cl, err := kgo.NewClient(opts...)
@@ -792,14 +795,4 @@ func newEventID(now time.Time) string {
 	b[23] = '-'
 	copy(b[24:36], h[20:32])
 	return string(b[:])
-}
-
-// kgoLogger passes franz-go's errors to slog. Its warnings repeat on every
-// retry during an outage; the Emitter logs an outage's start and end itself.
-type kgoLogger struct{ log *slog.Logger }
-
-func (l kgoLogger) Level() kgo.LogLevel { return kgo.LogLevelError }
-
-func (l kgoLogger) Log(_ kgo.LogLevel, msg string, keyvals ...any) {
-	l.log.Log(context.Background(), slog.LevelError, "kafka client: "+msg, keyvals...)
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -113,16 +114,23 @@ func TestEmitSignedAllocs(t *testing.T) {
 	ctx := context.Background()
 	act := Action{Trace: NewTraceContext(), RequestedBy: "alice@acme.test", Tier: 2, Digest: strings.Repeat("a", 64)}
 	res := schemas.Result{Status: schemas.ResultSuccess, DurationUS: 1}
+	// AllocsPerRun counts the whole process's allocations, the in-process
+	// broker's and franz-go's included, which come in bursts: the least of
+	// a few measurements is the emit's own.
 	allocs := func(em *Emitter) float64 {
-		for range 100 { // warm the pools
-			must(t, em.Result(ctx, &act, res))
-		}
-		must(t, em.Flush(ctx))
-		return testing.AllocsPerRun(200, func() {
-			if err := em.Result(ctx, &act, res); err != nil && !errors.Is(err, ErrBufferFull) {
-				t.Fatal(err)
+		least := math.Inf(1)
+		for range 5 {
+			for range 100 { // warm the pools
+				must(t, em.Result(ctx, &act, res))
 			}
-		})
+			must(t, em.Flush(ctx))
+			least = min(least, testing.AllocsPerRun(200, func() {
+				if err := em.Result(ctx, &act, res); err != nil && !errors.Is(err, ErrBufferFull) {
+					t.Fatal(err)
+				}
+			}))
+		}
+		return least
 	}
 	a0, a1 := allocs(plain), allocs(signed)
 	t.Logf("allocations per emit: unsigned %v, signed %v", a0, a1)

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/agentrail/agentrail/internal/chstore"
@@ -55,8 +56,43 @@ type harness struct {
 }
 
 func newHarness(t *testing.T, brokerAddr string, ch chstore.Config, conn driver.Conn) *harness {
-	return &harness{t: t, bin: testenv.Binary(t), broker: brokerAddr, ch: ch, conn: conn, logDir: logDir(t),
+	h := &harness{t: t, bin: testenv.Binary(t), broker: brokerAddr, ch: ch, conn: conn, logDir: logDir(t),
 		good: map[string]struct{}{}, poison: map[string]string{}}
+	// Registered after the broker's cleanup, so it runs first, with the
+	// broker still up: on failure, who holds the partitions.
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Log(describeGroup(brokerAddr, "agentrail-ingest"))
+		}
+	})
+	return h
+}
+
+// describeGroup says the group's state, members and their partitions.
+func describeGroup(addr, group string) string {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr))
+	if err != nil {
+		return err.Error()
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	groups, err := kadm.NewClient(cl).DescribeGroups(ctx, group)
+	if err != nil {
+		return "describe group: " + err.Error()
+	}
+	g := groups[group]
+	out := fmt.Sprintf("group %s: state %s, protocol %s, %d members", group, g.State, g.Protocol, len(g.Members))
+	for _, m := range g.Members {
+		var parts []int32
+		if a, ok := m.Assigned.AsConsumer(); ok {
+			for _, t := range a.Topics {
+				parts = append(parts, t.Partitions...)
+			}
+		}
+		out += fmt.Sprintf("\n  member %s client %s host %s: partitions %v", m.MemberID, m.ClientID, m.ClientHost, parts)
+	}
+	return out
 }
 
 // startIngest runs `agentrail ingest` as its own process, logging to a file.

@@ -12,6 +12,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"strings"
 	"time"
@@ -191,4 +192,28 @@ func EnsureTopics(ctx context.Context, cl *kgo.Client, partitions int32, topics 
 		}
 	}
 	return nil
+}
+
+// Logger passes franz-go's log lines at level and above to log, as
+// "kafka client: ..." at the matching slog level.
+func Logger(log *slog.Logger, level kgo.LogLevel) kgo.Logger { return slogLogger{log, level} }
+
+type slogLogger struct {
+	log   *slog.Logger
+	level kgo.LogLevel
+}
+
+func (l slogLogger) Level() kgo.LogLevel { return l.level }
+
+func (l slogLogger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
+	sl := slog.LevelDebug
+	switch level {
+	case kgo.LogLevelError:
+		sl = slog.LevelError
+	case kgo.LogLevelWarn:
+		sl = slog.LevelWarn
+	case kgo.LogLevelInfo:
+		sl = slog.LevelInfo
+	}
+	l.log.Log(context.Background(), sl, "kafka client: "+msg, keyvals...)
 }
