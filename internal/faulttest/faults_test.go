@@ -47,7 +47,11 @@ func TestIngestKilledRepeatedly(t *testing.T) {
 	every := size(1200*time.Millisecond, 3*time.Second)
 	start := time.Now()
 	for i := range kills {
-		cmd := h.startIngest("ingest-" + strconv.Itoa(i))
+		name := "ingest-" + strconv.Itoa(i)
+		cmd := h.startIngest(name)
+		// Killed in the middle of its work, not of its join (see
+		// waitAssigned).
+		h.waitAssigned(name, 0, time.Minute)
 		time.Sleep(every + time.Duration(i*97%500)*time.Millisecond)
 		stopProc(cmd, syscall.SIGKILL)
 	}
@@ -233,9 +237,11 @@ func TestRebalance(t *testing.T) {
 	time.Sleep(1500 * time.Millisecond)
 	c := h.startIngest("c")
 	time.Sleep(1500 * time.Millisecond)
+	joins := h.assignments("b")
 	stopProc(a, syscall.SIGTERM) // leaves the group cleanly
 	time.Sleep(1500 * time.Millisecond)
-	stopProc(b, syscall.SIGKILL) // vanishes: its partitions move after the session timeout
+	h.waitAssigned("b", joins, time.Minute) // b rejoined after a left (see waitAssigned)
+	stopProc(b, syscall.SIGKILL)            // vanishes: its partitions move after the session timeout
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}

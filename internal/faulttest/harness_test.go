@@ -1,6 +1,7 @@
 package faulttest
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"math/rand/v2"
@@ -133,6 +134,37 @@ func logDir(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return dir
+}
+
+// assignments counts the completed joins in the named process's log (one
+// "partitions assigned" line per join, with or without new partitions).
+func (h *harness) assignments(name string) int {
+	b, _ := os.ReadFile(filepath.Join(h.logDir, name+".log"))
+	return bytes.Count(b, []byte(`msg="partitions assigned"`))
+}
+
+// waitAssigned waits until the named process has completed more than n
+// joins, and returns their count.
+//
+// The tests SIGKILL a member only after this: kfake (the embedded broker)
+// keeps a member that dies while its JoinGroup waits for the rebalance in
+// the group past its session timeout, with the partitions it is then
+// assigned, because it arms the session timer only once the join's answer
+// is delivered. The other members then never get those partitions back
+// (seen here: nine of twelve partitions held for minutes). A real Kafka
+// broker expires such a member after its session timeout.
+func (h *harness) waitAssigned(name string, n int, timeout time.Duration) int {
+	h.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		if got := h.assignments(name); got > n {
+			return got
+		}
+		if time.Now().After(deadline) {
+			h.t.Fatalf("%s completed no group join within %s", name, timeout)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 func stopProc(cmd *exec.Cmd, sig syscall.Signal) {
