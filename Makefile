@@ -30,7 +30,7 @@ vet:
 # ClickHouse server, then a short run of every fuzz target.
 test: chdb build vet
 	AGENTRAIL_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 14m $(PKGS)
-	@$(MAKE) --no-print-directory fuzz FUZZTIME=5s
+	@$(MAKE) --no-print-directory fuzz FUZZTIME=300x
 
 FUZZTIME ?= 60s
 fuzz:
