@@ -393,12 +393,12 @@ func (e *Emitter) publish(ctx context.Context, ev *schemas.Event, now time.Time)
 // uncontended lock, mostly, on the publishers' side. Its length is bounded
 // by the slots (plus flush markers), so it needs no bound of its own.
 type queue struct {
-	mu      sync.Mutex
-	recs    []*pending
-	idle    bool // the consumer waits for wake
-	closed  bool
-	wake    chan struct{}
-	pending []*pending // the consumer's batch, reused
+	mu     sync.Mutex
+	recs   []*pending
+	idle   bool // the consumer waits for wake
+	closed bool
+	wake   chan struct{}
+	spare  []*pending // the consumer's last batch, its array reused
 }
 
 // push appends p, and wakes the consumer if it waits. It never blocks
@@ -429,9 +429,9 @@ func (q *queue) close() {
 // next waits for records and returns all that are queued, in order; nil
 // once the queue is closed and empty. The slice is valid until next call.
 func (q *queue) next() []*pending {
-	if len(q.pending) > 0 {
+	if len(q.spare) > 0 {
 		// Busy: let a batch gather, rather than have every push wake us.
-		clear(q.pending)
+		clear(q.spare)
 		time.Sleep(gatherInterval)
 	}
 	q.mu.Lock()
@@ -446,9 +446,9 @@ func (q *queue) next() []*pending {
 		q.mu.Lock()
 	}
 	batch := q.recs
-	q.recs = q.pending[:0]
+	q.recs = q.spare[:0]
 	q.mu.Unlock()
-	q.pending = batch
+	q.spare = batch
 	return batch
 }
 

@@ -77,14 +77,8 @@ func NewEnvelope(a Agent, p Producer, lim Limits) (*Envelope, error) {
 		return nil, err
 	}
 	c := stringChecker{max: lim.MaxString}
-	c.str("agent.agent_id", a.ID)
-	c.str("agent.agent_version", a.Version)
-	c.str("agent.team", a.Team)
-	c.str("agent.environment", a.Environment)
-	c.str("agent.tenant", a.Tenant)
-	c.str("producer.name", p.Name)
-	c.str("producer.version", p.Version)
-	c.str("producer.host", p.Host)
+	c.agent(&a)
+	c.producer(&p)
 	if c.err != nil {
 		return nil, c.err
 	}

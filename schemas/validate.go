@@ -208,15 +208,9 @@ func checkStrings(e *Event, max int) error {
 	c := stringChecker{max: max}
 	c.str("event_id", e.EventID)
 	c.str("span_id", e.SpanID)
-	c.str("agent.agent_id", e.Agent.ID)
-	c.str("agent.agent_version", e.Agent.Version)
-	c.str("agent.team", e.Agent.Team)
-	c.str("agent.environment", e.Agent.Environment)
-	c.str("agent.tenant", e.Agent.Tenant)
+	c.agent(&e.Agent)
 	c.str("requested_by", e.RequestedBy)
-	c.str("producer.name", e.Producer.Name)
-	c.str("producer.version", e.Producer.Version)
-	c.str("producer.host", e.Producer.Host)
+	c.producer(&e.Producer)
 	c.str("session_id", e.SessionID)
 	c.strMap("labels", e.Labels)
 	if in := e.Intent; in != nil {
@@ -280,6 +274,22 @@ func (c *stringChecker) fail(field, s string) {
 	if c.err == nil {
 		c.err = invalid(field, "%s", c.problem(s))
 	}
+}
+
+// agent and producer check the envelope's strings (checkStrings and
+// NewEnvelope).
+func (c *stringChecker) agent(a *Agent) {
+	c.str("agent.agent_id", a.ID)
+	c.str("agent.agent_version", a.Version)
+	c.str("agent.team", a.Team)
+	c.str("agent.environment", a.Environment)
+	c.str("agent.tenant", a.Tenant)
+}
+
+func (c *stringChecker) producer(p *Producer) {
+	c.str("producer.name", p.Name)
+	c.str("producer.version", p.Version)
+	c.str("producer.host", p.Host)
 }
 
 func (c *stringChecker) strs(field string, ss []string) {
