@@ -190,7 +190,7 @@ const hintSlack = 7 * 24 * time.Hour
 // extra condition and its arguments.
 func readSteps(ctx context.Context, ch driver.Conn, database, traceID, cond string, args ...any) ([]schemas.Event, []Step, error) {
 	rows, err := ch.Query(ctx, `SELECT `+stepColumns+` FROM `+database+`.events FINAL WHERE trace_id = ? `+cond+`
-		ORDER BY event_time, event_id`, append([]any{traceID}, args...)...)
+		ORDER BY event_time, event_id`+skipIndexesFinal, append([]any{traceID}, args...)...)
 	if err != nil {
 		return nil, nil, fmt.Errorf("correlate: read trace %s: %w", traceID, err)
 	}

@@ -29,6 +29,17 @@ func quoteAll(ss []string) string {
 	return strings.Join(q, ",")
 }
 
+// skipIndexesFinal ends a query that reads events FINAL and filters on
+// trace_id. With FINAL, ClickHouse by default widens the granules a skip
+// index picked to every overlapping range of newer parts, in case a newer
+// version of a row no longer matches the index; on a table of 2 M rows in
+// 14 parts a rebuild of two traces then read 452,618 rows instead of
+// 16,384 (0.48 against 0.06 CPU-s). Every skip index of events is on a
+// sort-key column (trace_id, event_id), and all versions of a row share
+// their sort key, so the index picks every version of a matching row and
+// the widening finds nothing more: the result is the same without it.
+const skipIndexesFinal = ` SETTINGS use_skip_indexes_if_final_exact_mode = 0`
+
 func chTime(t time.Time) string {
 	return "toDateTime64(" + quote(t.UTC().Format("2006-01-02 15:04:05.000000")) + ", 6, 'UTC')"
 }
@@ -320,7 +331,7 @@ func (c *Correlator) loadTraces(ctx context.Context, bv *batchView, ids []string
 		WHERE trace_id IN (` + idList + `) AND event_time BETWEEN ` + chTime(lo) + ` AND ` + chTime(hi) + `
 		AND (` + strings.Join(prior, " OR ") + `)
 		ORDER BY trace_id, kafka_partition, kafka_offset
-		LIMIT ` + strconv.Itoa(c.cfg.MaxEventsPerTrace) + ` BY trace_id`
+		LIMIT ` + strconv.Itoa(c.cfg.MaxEventsPerTrace) + ` BY trace_id` + skipIndexesFinal
 	rows, err := c.ch.Query(ctx, q)
 	if err != nil {
 		return nil, fmt.Errorf("correlate: rebuild %d traces: %w", len(ids), err)
