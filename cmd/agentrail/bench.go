@@ -31,6 +31,7 @@ func runBench(ctx context.Context, args []string) int {
 	fs.IntVar(&cfg.Peer.MaxBlockSize, "peer-max-block-size", 0, "peer: kafka_max_block_size (0: 262144)")
 	fs.IntVar(&cfg.Peer.PollMaxBatch, "peer-poll-max-batch", 0, "peer: kafka_poll_max_batch_size (0: 65536)")
 	fs.DurationVar(&cfg.Peer.FlushInterval, "peer-flush-interval", 0, "peer: kafka_flush_interval_ms (0: 1s)")
+	fs.IntVar(&cfg.BatchRows, "batch-rows", 0, "ours: ingest.batch_rows (0: ingest's default)")
 	fs.BoolVar(&cfg.CHProfile, "ch-profile", false, "after each throughput run, print ClickHouse's CPU by statement and by merge (turns on its query_log and part_log)")
 	verbose := fs.Bool("v", false, "show the components' logs")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to FILE (go tool pprof)")

@@ -52,6 +52,8 @@ type Config struct {
 	// all of them.
 	Only []string
 	Peer PeerSettings
+	// BatchRows is ours' ingest.batch_rows; 0 keeps ingest's default.
+	BatchRows int
 	// CHProfile prints, after each throughput run, ClickHouse's CPU by
 	// statement and table and by merge (from the server's query_log and
 	// part_log, which it then keeps).
@@ -104,6 +106,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("bench: --query-events %d out of range 1000..1000000000", c.QueryEvents)
 	case c.Steady < 5*time.Second || c.Steady > time.Hour:
 		return fmt.Errorf("bench: --steady %s out of range 5s..1h", c.Steady)
+	case c.BatchRows < 0 || c.BatchRows > 1_000_000:
+		return fmt.Errorf("bench: --batch-rows %d out of range 0..1000000", c.BatchRows)
 	case c.FreshRate < 0 || c.FreshRate > 1_000_000:
 		return fmt.Errorf("bench: --fresh-rate %.0f out of range 0..1000000", c.FreshRate)
 	}
@@ -411,6 +415,7 @@ func (e *env) runOurs(ctx context.Context, i int) (throughput, error) {
 	db := fmt.Sprintf("bench_ours_%d", i)
 	cfg := consumers.Config{Kafka: e.kc, ClickHouse: chstore.Config{Addr: []string{e.ch.Addr()}, Database: db},
 		Signatures: consumers.SignatureConfig{Mode: consumers.SignaturesOff}} // unsigned, like the Kafka engine's input
+	cfg.Ingest.BatchRows = e.cfg.BatchRows
 	cfg.Defaults()
 	cfg.Ingest.Group = fmt.Sprintf("bench-ours-%d", i)
 	if _, err := chstore.Migrate(ctx, e.conn, db); err != nil {
