@@ -48,11 +48,8 @@ func decodeLatest(b []byte, e *Event) error {
 	if len(b) <= sharedStringsMax {
 		r.shared = string(b)
 	}
-	// Decoded on the stack, then copied: a heap *e would take a write
-	// barrier for each of its two dozen pointers while the collector runs.
-	var ev Event
-	r.event(&ev)
-	*e = ev
+	*e = Event{}
+	r.event(e)
 	if r.err != nil {
 		return fmt.Errorf("schemas: decode avro payload (%d bytes): %w: %w", len(b), ErrMalformed, r.err)
 	}
@@ -155,8 +152,13 @@ func (r *reader) str(field string) string { return r.strPart(field, "") }
 // strPart reads a string; part says which string of field it is (a map's
 // key or value, an array's item), for the error.
 func (r *reader) strPart(field, part string) string {
-	n := r.long(field)
-	if r.err != nil {
+	var n int64
+	if r.err == nil && r.pos < len(r.buf) && r.buf[r.pos] < 0x80 {
+		// A length under 64 takes one byte: read it here, not in long.
+		c := int64(r.buf[r.pos])
+		r.pos++
+		n = c>>1 ^ -(c & 1)
+	} else if n = r.long(field); r.err != nil {
 		return ""
 	}
 	switch {

@@ -174,6 +174,15 @@ func TestConfluentFraming(t *testing.T) {
 	if !reflect.DeepEqual(&got, want) {
 		t.Fatalf("mismatch:\n got %+v\nwant %+v", got, *want)
 	}
+	// The registry's copy of the latest schema takes the hand-written
+	// decoder (Decode compares the writer schema with the reader), v1's
+	// does not.
+	if s, err := dec.schemaByID(context.Background(), 7); err != nil || s != dec.reader {
+		t.Fatalf("registry id 7 (v2) resolved to %v, %v: want the reader schema itself", s, err)
+	}
+	if s, err := dec.schemaByID(context.Background(), 3); err != nil || s == dec.reader {
+		t.Fatalf("registry id 3 (v1) resolved to %v, %v: want a resolved schema", s, err)
+	}
 
 	// Unknown id: permanent. No registry: permanent.
 	b[4] = 9
