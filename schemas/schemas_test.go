@@ -150,6 +150,18 @@ func fakeRegistry(t *testing.T, schemas map[int]string) *sr.Client {
 	return cl
 }
 
+// TestDecodeLatestVersion: the hand-written decoder is written for the
+// latest schema; publishing a new version must come with its rewrite.
+func TestDecodeLatestVersion(t *testing.T) {
+	if Latest().N != decodeLatestVersion {
+		t.Fatalf("latest schema is v%d, decodeLatest reads v%d: rewrite decode.go (and encode.go) for it", Latest().N, decodeLatestVersion)
+	}
+	dec, _ := NewDecoder(nil)
+	if !dec.handWritten {
+		t.Fatal("Decode does not use the hand-written decoder")
+	}
+}
+
 func TestConfluentFraming(t *testing.T) {
 	v1, _ := SchemaText(1)
 	v2, _ := SchemaText(2)

@@ -59,8 +59,8 @@ func NewConfluentEncoder(id int) *Encoder {
 //
 // The encoder is written by hand for the latest schema (encode.go): on the
 // producer's hot path hamba/avro's reflection cost about six times the time
-// and 4 allocations per event, one per map iterated (BenchmarkEncode);
-// reading stays with hamba/avro.
+// and 4 allocations per event, one per map iterated (BenchmarkEncode).
+// Records of the latest schema are read by hand too (decode.go).
 func (enc *Encoder) AppendEncode(dst []byte, e *Event) ([]byte, error) {
 	n := len(dst)
 	out, err := appendEvent(append(dst, enc.header...), e)
@@ -80,9 +80,10 @@ type SchemaSource interface {
 // version (or, through a registry, any compatible writer schema), into the
 // latest Event type. It is safe for concurrent use.
 type Decoder struct {
-	reader   avro.Schema
-	byFP     map[[8]byte]avro.Schema // resolved writer->reader schemas
-	registry SchemaSource            // nil: Confluent framing is rejected
+	reader      avro.Schema
+	handWritten bool                    // decodeLatest is written for the reader schema
+	byFP        map[[8]byte]avro.Schema // resolved writer->reader schemas
+	registry    SchemaSource            // nil: Confluent framing is rejected
 
 	mu   sync.RWMutex
 	byID map[int]avro.Schema
@@ -92,10 +93,11 @@ type Decoder struct {
 // configured; Confluent-framed records are then malformed.
 func NewDecoder(registry SchemaSource) (*Decoder, error) {
 	d := &Decoder{
-		reader:   Latest().Schema,
-		byFP:     make(map[[8]byte]avro.Schema),
-		registry: registry,
-		byID:     make(map[int]avro.Schema),
+		reader:      Latest().Schema,
+		handWritten: Latest().N == decodeLatestVersion,
+		byFP:        make(map[[8]byte]avro.Schema),
+		registry:    registry,
+		byID:        make(map[int]avro.Schema),
 	}
 	for _, v := range Versions() {
 		s, err := d.resolve(v.Schema)
@@ -128,7 +130,7 @@ func (d *Decoder) Decode(ctx context.Context, b []byte, e *Event) error {
 	if err != nil {
 		return err
 	}
-	if s == d.reader {
+	if s == d.reader && d.handWritten {
 		return decodeLatest(payload, e)
 	}
 	return decodeResolved(s, payload, e)
