@@ -68,7 +68,8 @@ const decodeLatestVersion = 2
 // sharedStringsMax is the largest payload whose strings share one copy.
 const sharedStringsMax = 4 << 10
 
-// The limits of avroAPI, which hamba enforces on the other path.
+// The limits of a string and of an array, on both paths: hamba enforces
+// them through avroAPI.
 const (
 	maxStringBytes = 1 << 20 // MaxByteSliceSize
 	maxArrayItems  = 1 << 20 // MaxSliceAllocSize

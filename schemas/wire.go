@@ -29,8 +29,8 @@ var ErrMalformed = errors.New("malformed record")
 
 // avroAPI bounds what a hostile record can make the decoder allocate.
 var avroAPI = avro.Config{
-	MaxByteSliceSize:  1 << 20,
-	MaxSliceAllocSize: 1 << 20,
+	MaxByteSliceSize:  maxStringBytes,
+	MaxSliceAllocSize: maxArrayItems,
 }.Freeze()
 
 // Encoder writes events in one wire framing with the latest schema. It is
