@@ -150,6 +150,18 @@ func fakeRegistry(t *testing.T, schemas map[int]string) *sr.Client {
 	return cl
 }
 
+// TestDecodeLatestVersion: the hand-written decoder is written for the
+// latest schema; publishing a new version must come with its rewrite.
+func TestDecodeLatestVersion(t *testing.T) {
+	if Latest().N != decodeLatestVersion {
+		t.Fatalf("latest schema is v%d, decodeLatest reads v%d: rewrite decode.go (and encode.go) for it", Latest().N, decodeLatestVersion)
+	}
+	dec, _ := NewDecoder(nil)
+	if !dec.handWritten {
+		t.Fatal("Decode does not use the hand-written decoder")
+	}
+}
+
 func TestConfluentFraming(t *testing.T) {
 	v1, _ := SchemaText(1)
 	v2, _ := SchemaText(2)
@@ -173,6 +185,15 @@ func TestConfluentFraming(t *testing.T) {
 	normalize(&got)
 	if !reflect.DeepEqual(&got, want) {
 		t.Fatalf("mismatch:\n got %+v\nwant %+v", got, *want)
+	}
+	// The registry's copy of the latest schema takes the hand-written
+	// decoder (Decode compares the writer schema with the reader), v1's
+	// does not.
+	if s, err := dec.schemaByID(context.Background(), 7); err != nil || s != dec.reader {
+		t.Fatalf("registry id 7 (v2) resolved to %v, %v: want the reader schema itself", s, err)
+	}
+	if s, err := dec.schemaByID(context.Background(), 3); err != nil || s == dec.reader {
+		t.Fatalf("registry id 3 (v1) resolved to %v, %v: want a resolved schema", s, err)
 	}
 
 	// Unknown id: permanent. No registry: permanent.
