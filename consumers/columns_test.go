@@ -336,3 +336,67 @@ func TestDialNativeInOrder(t *testing.T) {
 		t.Fatalf("dial of dead addresses: %v, want an error naming each", err)
 	}
 }
+
+// TestInsertDeduplicationToken: a block sent again is dropped by the
+// server, by its token; a block at the same coordinates with another event,
+// or with one row more, is another block and is stored.
+func TestInsertDeduplicationToken(t *testing.T) {
+	cfg, conn := testenv.ClickHouse(t)
+	ctx := context.Background()
+	opts, err := chstore.NativeOptions(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n nativeConn
+	if err := n.open(ctx, opts); err != nil {
+		t.Fatal(err)
+	}
+	defer n.close()
+	table := cfg.Database + ".events"
+	count := func() uint64 {
+		t.Helper()
+		var rows uint64
+		if err := conn.QueryRow(ctx, "SELECT count() FROM "+table).Scan(&rows); err != nil {
+			t.Fatal(err)
+		}
+		return rows
+	}
+	ev := func(id string) *schemas.Event {
+		return &schemas.Event{EventID: id, TraceID: "t", Type: schemas.TypeIntent, Time: time.Now(), Tier: 1}
+	}
+	c := newEventColumns()
+	fill := func(ids ...string) {
+		c.reset()
+		for i, id := range ids {
+			c.add(ev(id), nil, 3, int64(100+i), "")
+		}
+	}
+	steps := []struct {
+		what string
+		ids  []string
+		want uint64
+	}{
+		{"first block", []string{"e1", "e2"}, 2},
+		{"the same block again", []string{"e1", "e2"}, 2},
+		{"the same coordinates, another event", []string{"e1", "e9"}, 4},
+		{"one row more", []string{"e1", "e2", "e3"}, 7},
+	}
+	for _, s := range steps {
+		fill(s.ids...)
+		if err := n.do(ctx, c.query(table)); err != nil {
+			t.Fatalf("%s: %v", s.what, err)
+		}
+		if got := count(); got != s.want {
+			t.Fatalf("%s: %d rows stored, want %d", s.what, got, s.want)
+		}
+	}
+	// Built again from nothing, the same rows make the same token.
+	c = newEventColumns()
+	fill("e1", "e2")
+	if err := n.do(ctx, c.query(table)); err != nil {
+		t.Fatal(err)
+	}
+	if got := count(); got != 7 {
+		t.Fatalf("a rebuilt copy of the first block: %d rows stored, want 7", got)
+	}
+}
