@@ -545,9 +545,13 @@ func (k *probing) trim(en *Engine, s *probeState) {
 		// The cache needs no reset here: a dropped try lies inside the
 		// cached denial's window only if that denial is older than the
 		// cutoff too, and then it was just trimmed and is no longer counted.
-		n := copy(s.tries, s.tries[i:])
-		clear(s.tries[n:])
-		s.tries = s.tries[:n]
+		//
+		// Dropping the front by slicing, not copying the rest down on
+		// every try: appends reallocate once the array's end is reached
+		// and copy only the tries kept, so each try is copied O(1) times.
+		// The dropped ones are cleared so their ids are not kept alive.
+		clear(s.tries[:i])
+		s.tries = s.tries[i:]
 	}
 }
 

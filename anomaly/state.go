@@ -2,6 +2,7 @@ package anomaly
 
 import (
 	"hash/maphash"
+	"math/bits"
 	"slices"
 	"sort"
 
@@ -12,10 +13,11 @@ import (
 // action digest, ...) in a rule's table.
 type entry[S any] struct {
 	hash              uint64
-	vals              []string // group_by values, in the rule's order
-	team, agent       string   // of the event that created the group
-	last              int64    // newest event time seen, µs
-	late              uint32   // events that arrived behind the watermark
+	vals              []string  // group_by values, in the rule's order
+	valsBuf           [2]string // vals' storage when there are at most two
+	team, agent       string    // of the event that created the group
+	last              int64     // newest event time seen, µs
+	late              uint32    // events that arrived behind the watermark
 	prev, next, chain *entry[S]
 	s                 S
 }
@@ -54,7 +56,13 @@ func (t *table[S]) get(h uint64, vals []string, team, agent string, at int64) *e
 		t.remove(t.tail)
 		t.evicted++
 	}
-	e := &entry[S]{hash: h, vals: slices.Clone(vals), team: team, agent: agent, last: at}
+	e := &entry[S]{hash: h, team: team, agent: agent, last: at}
+	if len(vals) <= len(e.valsBuf) {
+		e.vals = e.valsBuf[:len(vals):len(vals)]
+		copy(e.vals, vals)
+	} else {
+		e.vals = slices.Clone(vals)
+	}
 	e.chain = t.m[h]
 	t.m[h] = e
 	t.pushFront(e)
@@ -319,14 +327,23 @@ func (in *interner) get(s string) string {
 	return s
 }
 
-// hasher hashes group values without allocating.
-type hasher struct{ h maphash.Hash }
+// hasher hashes group values without allocating: each value on its own
+// (maphash.String, no per-call buffering), mixed into the sum by a step
+// that is a bijection of the value's hash, so tuples differing in any value
+// collide only by chance (2^-64). Its zero value picks a random seed on
+// first use, as maphash.Hash did.
+type hasher struct {
+	seed   maphash.Seed
+	seeded bool
+}
 
 func (h *hasher) sum(vals []string) uint64 {
-	h.h.Reset()
-	for _, v := range vals {
-		h.h.WriteString(v)
-		h.h.WriteByte(0)
+	if !h.seeded {
+		h.seed, h.seeded = maphash.MakeSeed(), true
 	}
-	return h.h.Sum64()
+	x := uint64(len(vals))
+	for _, v := range vals {
+		x = bits.RotateLeft64(x^maphash.String(h.seed, v), 29) * 0x9e3779b97f4a7c15
+	}
+	return x
 }
