@@ -256,43 +256,104 @@ type traceInfo struct {
 	requestAt                           int64 // when an approval was asked for, µs (0: unknown)
 }
 
-// traceIndex remembers the last max traces, first in first out.
+// traceIndex remembers the last max traces, first in first out. The
+// traces live in a ring of slots (grown up to max), found by a map from
+// the hash of their id (collisions chained through the slots): no
+// allocation per trace, and a map of integers instead of strings.
 type traceIndex struct {
-	m         map[string]*traceInfo
-	ring      []string
-	next      int
+	m         map[uint64]int32 // hash of a trace id -> its slot + 1
+	slots     []traceSlot
+	max, next int
 	evictions uint64
+	seed      maphash.Seed
+	empty     *traceInfo // the trace id "": it takes a slot but, as it always did, never leaves
 }
+
+type traceSlot struct {
+	id    string // "": free, or the trace id ""
+	h     uint64
+	chain int32 // the next slot + 1 with the same hash, 0: none
+	info  traceInfo
+}
+
+// traceHashMask is all ones; tests narrow it to force collisions.
+var traceHashMask = ^uint64(0)
 
 func newTraceIndex(max int) *traceIndex {
-	return &traceIndex{m: make(map[string]*traceInfo), ring: make([]string, max)}
+	return &traceIndex{m: make(map[uint64]int32), max: max, seed: maphash.MakeSeed()}
 }
 
-// update records what ev says about its trace and returns the trace's info.
+func (x *traceIndex) find(id string, h uint64) *traceInfo {
+	if id == "" {
+		return x.empty
+	}
+	for i := x.m[h]; i != 0; i = x.slots[i-1].chain {
+		if s := &x.slots[i-1]; s.id == id {
+			return &s.info
+		}
+	}
+	return nil
+}
+
+// add puts a new trace into the next slot, evicting the trace there.
+func (x *traceIndex) add(id string, h uint64) *traceInfo {
+	slot := x.next
+	if slot == len(x.slots) {
+		x.slots = append(x.slots, traceSlot{})
+	} else if x.slots[slot].id != "" {
+		x.unlink(slot)
+		x.evictions++
+	}
+	x.next = (x.next + 1) % x.max
+	s := &x.slots[slot]
+	if id == "" {
+		*s = traceSlot{}
+		x.empty = &traceInfo{}
+		return x.empty
+	}
+	*s = traceSlot{id: id, h: h, chain: x.m[h]}
+	x.m[h] = int32(slot + 1)
+	return &s.info
+}
+
+func (x *traceIndex) unlink(slot int) {
+	s := &x.slots[slot]
+	if head := x.m[s.h]; head == int32(slot+1) {
+		if s.chain == 0 {
+			delete(x.m, s.h)
+		} else {
+			x.m[s.h] = s.chain
+		}
+		return
+	}
+	for p := x.m[s.h]; p != 0; p = x.slots[p-1].chain {
+		if x.slots[p-1].chain == int32(slot+1) {
+			x.slots[p-1].chain = s.chain
+			return
+		}
+	}
+}
+
+// update records what ev says about its trace and returns the trace's info,
+// valid until the next update.
 func (x *traceIndex) update(ev *schemas.Event, t int64, it *interner) *traceInfo {
+	h := maphash.String(x.seed, ev.TraceID) & traceHashMask
 	switch ev.Type {
 	case schemas.TypeIntent:
 	case schemas.TypeDecision:
 		if ev.Decision == nil || ev.Decision.Outcome != schemas.OutcomeRequireApproval {
-			return x.m[ev.TraceID]
+			return x.find(ev.TraceID, h)
 		}
 	case schemas.TypeApproval:
 		if ev.Approval == nil || ev.Approval.Status != schemas.ApprovalRequested {
-			return x.m[ev.TraceID]
+			return x.find(ev.TraceID, h)
 		}
 	default:
-		return x.m[ev.TraceID]
+		return x.find(ev.TraceID, h)
 	}
-	ti := x.m[ev.TraceID]
+	ti := x.find(ev.TraceID, h)
 	if ti == nil {
-		ti = &traceInfo{}
-		if old := x.ring[x.next]; old != "" {
-			delete(x.m, old)
-			x.evictions++
-		}
-		x.ring[x.next] = ev.TraceID
-		x.next = (x.next + 1) % len(x.ring)
-		x.m[ev.TraceID] = ti
+		ti = x.add(ev.TraceID, h)
 	}
 	switch ev.Type {
 	case schemas.TypeIntent:

@@ -191,10 +191,10 @@ func randomStream(seed uint64, n int) []delivery {
 // way ingest does, in batches of random size polled partition by
 // partition, with a batch now and then delivered again (a redo) and the
 // Processor now and then replaced (a restart), and writes down everything
-// it returned: every alert record, the engine's totals after each batch,
+// it returned (cfg bounds its state): every alert record, the engine's totals after each batch,
 // and the metrics at the end. Two implementations of the stage are
 // equivalent on the stream when their transcripts are equal.
-func streamTranscript(t testing.TB, rules string, ds []delivery, seed uint64) string {
+func streamTranscript(t testing.TB, rules string, cfg Config, ds []delivery, seed uint64) string {
 	t.Helper()
 	r := rand.New(rand.NewPCG(seed, 77))
 	var sb strings.Builder
@@ -203,11 +203,11 @@ func streamTranscript(t testing.TB, rules string, ds []delivery, seed uint64) st
 	reg := prometheus.NewRegistry()
 	newProc := func() *Processor {
 		reg = prometheus.NewRegistry()
-		p, err := New(Config{}, nil, "db", reg, quiet)
+		p, err := New(cfg, nil, "db", reg, quiet)
 		if err != nil {
 			t.Fatal(err)
 		}
-		p.en, err = newEngine(mustRules(t, rules), defaultLimits())
+		p.en, err = newEngine(mustRules(t, rules), p.cfg.limits())
 		if err != nil {
 			t.Fatal(err)
 		}
