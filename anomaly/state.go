@@ -257,12 +257,13 @@ type traceInfo struct {
 }
 
 // traceIndex remembers the last max traces, first in first out. The
-// traces live in a ring of slots (grown up to max), found by a map from
+// traces live in a ring of slots (grown up to max a chunk at a time, never copied), found by a map from
 // the hash of their id (collisions chained through the slots): no
 // allocation per trace, and a map of integers instead of strings.
 type traceIndex struct {
 	m         map[uint64]int32 // hash of a trace id -> its slot + 1
-	slots     []traceSlot
+	chunks    [][]traceSlot    // the slots, traceChunk at a time (grown without copying)
+	n         int              // slots in use so far
 	max, next int
 	evictions uint64
 	seed      maphash.Seed
@@ -283,12 +284,16 @@ func newTraceIndex(max int) *traceIndex {
 	return &traceIndex{m: make(map[uint64]int32), max: max, seed: maphash.MakeSeed()}
 }
 
+const traceChunk = 4096
+
+func (x *traceIndex) slot(i int) *traceSlot { return &x.chunks[i/traceChunk][i%traceChunk] }
+
 func (x *traceIndex) find(id string, h uint64) *traceInfo {
 	if id == "" {
 		return x.empty
 	}
-	for i := x.m[h]; i != 0; i = x.slots[i-1].chain {
-		if s := &x.slots[i-1]; s.id == id {
+	for i := x.m[h]; i != 0; i = x.slot(int(i - 1)).chain {
+		if s := x.slot(int(i - 1)); s.id == id {
 			return &s.info
 		}
 	}
@@ -298,14 +303,17 @@ func (x *traceIndex) find(id string, h uint64) *traceInfo {
 // add puts a new trace into the next slot, evicting the trace there.
 func (x *traceIndex) add(id string, h uint64) *traceInfo {
 	slot := x.next
-	if slot == len(x.slots) {
-		x.slots = append(x.slots, traceSlot{})
-	} else if x.slots[slot].id != "" {
+	if slot == x.n {
+		if slot%traceChunk == 0 {
+			x.chunks = append(x.chunks, make([]traceSlot, min(traceChunk, x.max-slot)))
+		}
+		x.n++
+	} else if x.slot(slot).id != "" {
 		x.unlink(slot)
 		x.evictions++
 	}
 	x.next = (x.next + 1) % x.max
-	s := &x.slots[slot]
+	s := x.slot(slot)
 	if id == "" {
 		*s = traceSlot{}
 		x.empty = &traceInfo{}
@@ -317,7 +325,7 @@ func (x *traceIndex) add(id string, h uint64) *traceInfo {
 }
 
 func (x *traceIndex) unlink(slot int) {
-	s := &x.slots[slot]
+	s := x.slot(slot)
 	if head := x.m[s.h]; head == int32(slot+1) {
 		if s.chain == 0 {
 			delete(x.m, s.h)
@@ -326,9 +334,9 @@ func (x *traceIndex) unlink(slot int) {
 		}
 		return
 	}
-	for p := x.m[s.h]; p != 0; p = x.slots[p-1].chain {
-		if x.slots[p-1].chain == int32(slot+1) {
-			x.slots[p-1].chain = s.chain
+	for p := x.m[s.h]; p != 0; p = x.slot(int(p - 1)).chain {
+		if ps := x.slot(int(p - 1)); ps.chain == int32(slot+1) {
+			ps.chain = s.chain
 			return
 		}
 	}
