@@ -70,6 +70,12 @@ func actionName(tool, action, target string) string {
 	return s
 }
 
+// action names an action for a summary; rendered (actionName) only when a
+// rule fires, not for every event it counts.
+type action struct{ tool, action, target string }
+
+func (a action) String() string { return actionName(a.tool, a.action, a.target) }
+
 func isFailure(ev *schemas.Event) bool {
 	switch {
 	case ev.Decision != nil:
@@ -113,7 +119,7 @@ func (k *retryBurst) observe(en *Engine, ev *schemas.Event, ti *traceInfo, late 
 			return
 		}
 		if k.addStamp(en, &e.s.win, t, ev.EventID) {
-			k.eval(en, e, t, actionName(in.Tool, in.Action, in.Target))
+			k.eval(en, e, t, action{in.Tool, in.Action, in.Target})
 		}
 		return
 	}
@@ -132,10 +138,10 @@ func (k *retryBurst) observe(en *Engine, ev *schemas.Event, ti *traceInfo, late 
 	if len(e.s.fails) > 64 {
 		e.s.fails = e.s.fails[len(e.s.fails)-64:]
 	}
-	k.evalFailure(en, e, t, actionName(ti.tool, ti.action, ti.target))
+	k.evalFailure(en, e, t, action{ti.tool, ti.action, ti.target})
 }
 
-func (k *retryBurst) eval(en *Engine, e *entry[retryState], t int64, what string) {
+func (k *retryBurst) eval(en *Engine, e *entry[retryState], t int64, what action) {
 	k.evalSpan(en, e, e.s.win.at(t, k.r), t, what)
 }
 
@@ -145,7 +151,7 @@ func (k *retryBurst) eval(en *Engine, e *entry[retryState], t int64, what string
 // further attempts, so the window ending at the newest attempt may no
 // longer hold ft; the alert still goes out with the batch that carries the
 // failure.
-func (k *retryBurst) evalFailure(en *Engine, e *entry[retryState], ft int64, what string) {
+func (k *retryBurst) evalFailure(en *Engine, e *entry[retryState], ft int64, what action) {
 	w, size := e.s.win, k.r.size
 	i := sort.Search(len(w), func(i int) bool { return w[i].t > ft }) // the first attempt after ft
 	if i == len(w) {
@@ -182,7 +188,7 @@ func (k *retryBurst) evalFailure(en *Engine, e *entry[retryState], ft int64, wha
 
 // evalSpan fires if the attempts of sp reach the threshold, or the lower
 // one after a failure; at is the event time the firing is stamped with.
-func (k *retryBurst) evalSpan(en *Engine, e *entry[retryState], sp span, at int64, what string) {
+func (k *retryBurst) evalSpan(en *Engine, e *entry[retryState], sp span, at int64, what action) {
 	n := sp.count()
 	if n == 0 {
 		return
@@ -202,7 +208,7 @@ func (k *retryBurst) evalSpan(en *Engine, e *entry[retryState], sp span, at int6
 	if n < thr {
 		return
 	}
-	sum := fmt.Sprintf("%s attempted %s %d times in %s%s (threshold %d)", e.agent, what, n, fmtDur(k.r.size), after, thr)
+	sum := fmt.Sprintf("%s attempted %s %d times in %s%s (threshold %d)", e.agent, what.String(), n, fmtDur(k.r.size), after, thr)
 	en.fire(k.r, k.firing(e, at, sp, e.s.win, float64(n), float64(thr), sum))
 }
 
@@ -539,9 +545,13 @@ func (k *probing) trim(en *Engine, s *probeState) {
 		// The cache needs no reset here: a dropped try lies inside the
 		// cached denial's window only if that denial is older than the
 		// cutoff too, and then it was just trimmed and is no longer counted.
-		n := copy(s.tries, s.tries[i:])
-		clear(s.tries[n:])
-		s.tries = s.tries[:n]
+		//
+		// Dropping the front by slicing, not copying the rest down on
+		// every try: appends reallocate once the array's end is reached
+		// and copy only the tries kept, so each try is copied O(1) times.
+		// The dropped ones are cleared so their ids are not kept alive.
+		clear(s.tries[:i])
+		s.tries = s.tries[i:]
 	}
 }
 

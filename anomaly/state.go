@@ -2,6 +2,7 @@ package anomaly
 
 import (
 	"hash/maphash"
+	"math/bits"
 	"slices"
 	"sort"
 
@@ -12,10 +13,11 @@ import (
 // action digest, ...) in a rule's table.
 type entry[S any] struct {
 	hash              uint64
-	vals              []string // group_by values, in the rule's order
-	team, agent       string   // of the event that created the group
-	last              int64    // newest event time seen, µs
-	late              uint32   // events that arrived behind the watermark
+	vals              []string  // group_by values, in the rule's order
+	valsBuf           [2]string // vals' storage when there are at most two
+	team, agent       string    // of the event that created the group
+	last              int64     // newest event time seen, µs
+	late              uint32    // events that arrived behind the watermark
 	prev, next, chain *entry[S]
 	s                 S
 }
@@ -54,7 +56,13 @@ func (t *table[S]) get(h uint64, vals []string, team, agent string, at int64) *e
 		t.remove(t.tail)
 		t.evicted++
 	}
-	e := &entry[S]{hash: h, vals: slices.Clone(vals), team: team, agent: agent, last: at}
+	e := &entry[S]{hash: h, team: team, agent: agent, last: at}
+	if len(vals) <= len(e.valsBuf) {
+		e.vals = e.valsBuf[:len(vals):len(vals)]
+		copy(e.vals, vals)
+	} else {
+		e.vals = slices.Clone(vals)
+	}
 	e.chain = t.m[h]
 	t.m[h] = e
 	t.pushFront(e)
@@ -248,43 +256,112 @@ type traceInfo struct {
 	requestAt                           int64 // when an approval was asked for, µs (0: unknown)
 }
 
-// traceIndex remembers the last max traces, first in first out.
+// traceIndex remembers the last max traces, first in first out. The
+// traces live in a ring of slots (grown up to max a chunk at a time, never copied), found by a map from
+// the hash of their id (collisions chained through the slots): no
+// allocation per trace, and a map of integers instead of strings.
 type traceIndex struct {
-	m         map[string]*traceInfo
-	ring      []string
-	next      int
+	m         map[uint64]int32 // hash of a trace id -> its slot + 1
+	chunks    [][]traceSlot    // the slots, traceChunk at a time (grown without copying)
+	n         int              // slots in use so far
+	max, next int
 	evictions uint64
+	seed      maphash.Seed
+	empty     *traceInfo // the trace id "": it takes a slot but, as it always did, never leaves
 }
+
+type traceSlot struct {
+	id    string // "": free, or the trace id ""
+	h     uint64
+	chain int32 // the next slot + 1 with the same hash, 0: none
+	info  traceInfo
+}
+
+// traceHashMask is all ones; tests narrow it to force collisions.
+var traceHashMask = ^uint64(0)
 
 func newTraceIndex(max int) *traceIndex {
-	return &traceIndex{m: make(map[string]*traceInfo), ring: make([]string, max)}
+	return &traceIndex{m: make(map[uint64]int32), max: max, seed: maphash.MakeSeed()}
 }
 
-// update records what ev says about its trace and returns the trace's info.
+const traceChunk = 4096
+
+func (x *traceIndex) slot(i int) *traceSlot { return &x.chunks[i/traceChunk][i%traceChunk] }
+
+func (x *traceIndex) find(id string, h uint64) *traceInfo {
+	if id == "" {
+		return x.empty
+	}
+	for i := x.m[h]; i != 0; i = x.slot(int(i - 1)).chain {
+		if s := x.slot(int(i - 1)); s.id == id {
+			return &s.info
+		}
+	}
+	return nil
+}
+
+// add puts a new trace into the next slot, evicting the trace there.
+func (x *traceIndex) add(id string, h uint64) *traceInfo {
+	slot := x.next
+	if slot == x.n {
+		if slot%traceChunk == 0 {
+			x.chunks = append(x.chunks, make([]traceSlot, min(traceChunk, x.max-slot)))
+		}
+		x.n++
+	} else if x.slot(slot).id != "" {
+		x.unlink(slot)
+		x.evictions++
+	}
+	x.next = (x.next + 1) % x.max
+	s := x.slot(slot)
+	if id == "" {
+		*s = traceSlot{}
+		x.empty = &traceInfo{}
+		return x.empty
+	}
+	*s = traceSlot{id: id, h: h, chain: x.m[h]}
+	x.m[h] = int32(slot + 1)
+	return &s.info
+}
+
+func (x *traceIndex) unlink(slot int) {
+	s := x.slot(slot)
+	if head := x.m[s.h]; head == int32(slot+1) {
+		if s.chain == 0 {
+			delete(x.m, s.h)
+		} else {
+			x.m[s.h] = s.chain
+		}
+		return
+	}
+	for p := x.m[s.h]; p != 0; p = x.slot(int(p - 1)).chain {
+		if ps := x.slot(int(p - 1)); ps.chain == int32(slot+1) {
+			ps.chain = s.chain
+			return
+		}
+	}
+}
+
+// update records what ev says about its trace and returns the trace's info,
+// valid until the next update.
 func (x *traceIndex) update(ev *schemas.Event, t int64, it *interner) *traceInfo {
+	h := maphash.String(x.seed, ev.TraceID) & traceHashMask
 	switch ev.Type {
 	case schemas.TypeIntent:
 	case schemas.TypeDecision:
 		if ev.Decision == nil || ev.Decision.Outcome != schemas.OutcomeRequireApproval {
-			return x.m[ev.TraceID]
+			return x.find(ev.TraceID, h)
 		}
 	case schemas.TypeApproval:
 		if ev.Approval == nil || ev.Approval.Status != schemas.ApprovalRequested {
-			return x.m[ev.TraceID]
+			return x.find(ev.TraceID, h)
 		}
 	default:
-		return x.m[ev.TraceID]
+		return x.find(ev.TraceID, h)
 	}
-	ti := x.m[ev.TraceID]
+	ti := x.find(ev.TraceID, h)
 	if ti == nil {
-		ti = &traceInfo{}
-		if old := x.ring[x.next]; old != "" {
-			delete(x.m, old)
-			x.evictions++
-		}
-		x.ring[x.next] = ev.TraceID
-		x.next = (x.next + 1) % len(x.ring)
-		x.m[ev.TraceID] = ti
+		ti = x.add(ev.TraceID, h)
 	}
 	switch ev.Type {
 	case schemas.TypeIntent:
@@ -319,14 +396,23 @@ func (in *interner) get(s string) string {
 	return s
 }
 
-// hasher hashes group values without allocating.
-type hasher struct{ h maphash.Hash }
+// hasher hashes group values without allocating: each value on its own
+// (maphash.String, no per-call buffering), mixed into the sum by a step
+// that is a bijection of the value's hash, so tuples differing in any value
+// collide only by chance (2^-64). Its zero value picks a random seed on
+// first use, as maphash.Hash did.
+type hasher struct {
+	seed   maphash.Seed
+	seeded bool
+}
 
 func (h *hasher) sum(vals []string) uint64 {
-	h.h.Reset()
-	for _, v := range vals {
-		h.h.WriteString(v)
-		h.h.WriteByte(0)
+	if !h.seeded {
+		h.seed, h.seeded = maphash.MakeSeed(), true
 	}
-	return h.h.Sum64()
+	x := uint64(len(vals))
+	for _, v := range vals {
+		x = bits.RotateLeft64(x^maphash.String(h.seed, v), 29) * 0x9e3779b97f4a7c15
+	}
+	return x
 }
