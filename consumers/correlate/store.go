@@ -39,7 +39,8 @@ func quoteAll(ss []string) string {
 // their sort key, so the index picks every version of a matching row and
 // the widening finds nothing more: the result is the same without it
 // (ClickHouse issue 85897 asks the server to see this by itself). The
-// setting exists from 25.4 on; clickhouse-go supports 25.8 and later.
+// setting is there (and on by default) from 25.6 on; clickhouse-go
+// supports 25.8 and later.
 const skipIndexesFinal = ` SETTINGS use_skip_indexes_if_final_exact_mode = 0`
 
 func chTime(t time.Time) string {
