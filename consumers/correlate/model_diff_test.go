@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -117,4 +118,23 @@ func TestCorrelateMatchesReference(t *testing.T) {
 		t.Fatalf("weak cases: %d of %d with violations, %d with duplicates", violations, 2*len(cases), differ)
 	}
 	t.Logf("%d cases, twice: %d with violations, %d with duplicates", len(cases), violations, differ)
+}
+
+// TestProcessScannedMatchesMapped: Process gives the same transcript with
+// small traces scanned and with every trace's duplicates found through a
+// map (as before the allocation work).
+func TestProcessScannedMatchesMapped(t *testing.T) {
+	scanned := processTranscript(t, 3)
+	defer func(n int) { smallTrace = n }(smallTrace)
+	smallTrace = 0
+	mapped := processTranscript(t, 3)
+	if scanned != mapped {
+		a, b := strings.Split(scanned, "\n"), strings.Split(mapped, "\n")
+		for i := range min(len(a), len(b)) {
+			if a[i] != b[i] {
+				t.Fatalf("line %d differs:\nscanned %s\nmapped  %s", i+1, a[i], b[i])
+			}
+		}
+		t.Fatalf("scanned %d lines, mapped %d", len(a), len(b))
+	}
 }

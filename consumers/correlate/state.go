@@ -161,35 +161,56 @@ func (st *traceState) add(s stored) {
 	case schemas.TypeIntent, schemas.TypeDecision, schemas.TypeApproval, schemas.TypeResult:
 		e.Type = canonicalType[e.Type]
 	}
-	share := func(p *string) {
-		if *p == "" {
-			return
+	if len(st.events) > 0 {
+		for _, p := range [...]*string{&e.SpanID, &e.Agent.ID, &e.Agent.Team, &e.Agent.Version, &e.Agent.Environment,
+			&e.Agent.Tenant, &e.RequestedBy, &e.SessionID} {
+			st.share(p)
 		}
-		for i := range st.events {
-			o := &st.events[i].ev
-			for _, q := range [...]string{o.SpanID, o.Agent.ID, o.Agent.Team, o.Agent.Version, o.Agent.Environment,
-				o.Agent.Tenant, o.RequestedBy, o.SessionID, digestOf(o)} {
-				if q == *p {
-					*p = q
-					return
-				}
-			}
+		switch {
+		case e.Intent != nil:
+			st.share(&e.Intent.ActionDigest)
+		case e.Approval != nil:
+			st.share(&e.Approval.ActionDigest)
+		case e.Result != nil:
+			st.share(&e.Result.ActionDigest)
+			st.share(&e.Result.Executor)
 		}
-	}
-	for _, p := range []*string{&e.SpanID, &e.Agent.ID, &e.Agent.Team, &e.Agent.Version, &e.Agent.Environment,
-		&e.Agent.Tenant, &e.RequestedBy, &e.SessionID} {
-		share(p)
-	}
-	switch {
-	case e.Intent != nil:
-		share(&e.Intent.ActionDigest)
-	case e.Approval != nil:
-		share(&e.Approval.ActionDigest)
-	case e.Result != nil:
-		share(&e.Result.ActionDigest)
-		share(&e.Result.Executor)
 	}
 	st.events = append(st.events, s)
+}
+
+// share points *p at the first equal string of the trace's events, in
+// event order and, within one, in the order of the cases.
+func (st *traceState) share(p *string) {
+	if *p == "" {
+		return
+	}
+	for i := range st.events {
+		o := &st.events[i].ev
+		switch *p {
+		case o.SpanID:
+			*p = o.SpanID
+		case o.Agent.ID:
+			*p = o.Agent.ID
+		case o.Agent.Team:
+			*p = o.Agent.Team
+		case o.Agent.Version:
+			*p = o.Agent.Version
+		case o.Agent.Environment:
+			*p = o.Agent.Environment
+		case o.Agent.Tenant:
+			*p = o.Agent.Tenant
+		case o.RequestedBy:
+			*p = o.RequestedBy
+		case o.SessionID:
+			*p = o.SessionID
+		case digestOf(o):
+			*p = digestOf(o)
+		default:
+			continue
+		}
+		return
+	}
 }
 
 var canonicalType = map[schemas.EventType]schemas.EventType{
