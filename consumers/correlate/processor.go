@@ -174,6 +174,7 @@ type batchView struct {
 	index  map[string]int32        // trace id → its place in order and events
 	order  []string                // traces in order of first appearance
 	events [][]*consumers.Accepted // each trace's events, in stream order
+	states []*traceState           // each trace's cached state, once restore found or made it
 }
 
 // eventsOf returns the batch's events of a trace, in stream order.
@@ -211,6 +212,7 @@ func newBatchView(b *consumers.Batch) *batchView {
 	}
 	all := make([]*consumers.Accepted, len(b.Events))
 	bv.events = make([][]*consumers.Accepted, len(counts))
+	bv.states = make([]*traceState, len(counts))
 	o := 0
 	for k, n := range counts {
 		bv.events[k] = all[o : o : o+int(n)]
@@ -276,10 +278,10 @@ func (c *Correlator) Process(ctx context.Context, b *consumers.Batch) (consumers
 	// One row per trace touched: sized once, the rows are large.
 	out := outputBuilder{traces: make([]traceRow, 0, len(bv.order)+len(dueIDs))}
 	for i, id := range bv.order {
-		c.evaluate(bv, id, bv.events[i], &out)
+		c.evaluate(bv, id, bv.states[i], bv.events[i], &out)
 	}
 	for _, id := range dueIDs {
-		c.evaluate(bv, id, nil, &out)
+		c.evaluate(bv, id, c.cache.get(id), nil, &out)
 	}
 	c.evict()
 	c.m.cached.Set(float64(c.cache.len()))
@@ -302,7 +304,8 @@ func (c *Correlator) restore(ctx context.Context, bv *batchView, dueIDs []string
 	var need []string
 	around := map[string][2]time.Time{}
 	for i, id := range bv.order {
-		if c.cache.get(id) != nil {
+		if st := c.cache.get(id); st != nil {
+			bv.states[i] = st
 			continue
 		}
 		evs := bv.events[i]
@@ -314,7 +317,9 @@ func (c *Correlator) restore(ctx context.Context, bv *batchView, dueIDs []string
 			}
 		}
 		if !maybe {
-			c.cache.touch(&traceState{id: id, partition: evs[0].Partition})
+			st := &traceState{id: id, partition: evs[0].Partition}
+			c.cache.touch(st)
+			bv.states[i] = st
 			continue
 		}
 		need = append(need, id)
@@ -351,18 +356,21 @@ func (c *Correlator) restore(ctx context.Context, bv *batchView, dueIDs []string
 			st = &traceState{id: id, partition: p}
 		}
 		c.cache.touch(st)
+		if i, ok := bv.index[id]; ok {
+			bv.states[i] = st
+		}
 	}
 	return nil
 }
 
 // evaluate brings one trace up to date with the batch's events of it (none
 // for a due trace) and emits what became derivable.
-func (c *Correlator) evaluate(bv *batchView, id string, batchEvents []*consumers.Accepted, out *outputBuilder) {
-	st := c.cache.get(id)
+// st is the trace's cached state, as restore left it.
+func (c *Correlator) evaluate(bv *batchView, id string, st *traceState, batchEvents []*consumers.Accepted, out *outputBuilder) {
 	if st == nil {
 		return // cannot happen: restore put it there
 	}
-	c.cache.touch(st)
+	c.cache.front(st)
 	// Prior state: what earlier batches committed, each event once. A small
 	// trace's duplicates are found by scanning, a larger one's through a
 	// map; the events are filtered in place.
@@ -394,6 +402,9 @@ func (c *Correlator) evaluate(bv *batchView, id string, batchEvents []*consumers
 	}
 	clear(st.events[n:]) // hold no dropped event
 	st.events = st.events[:n]
+	// Room for the batch's events at once, not by doubling (an event is a
+	// few hundred bytes).
+	st.events = slices.Grow(st.events, max(0, min(len(batchEvents), c.cfg.MaxEventsPerTrace-len(st.events))))
 	added := 0
 	for j, a := range batchEvents {
 		if small {

@@ -242,15 +242,27 @@ func (l *lru) get(id string) *traceState { return l.m[id] }
 
 func (l *lru) len() int { return len(l.m) }
 
-// touch inserts st or moves it to the front.
+// touch inserts st or, if it is held (st itself: one state per id), moves
+// it to the front.
 func (l *lru) touch(st *traceState) {
 	if _, ok := l.m[st.id]; ok {
-		if l.head == st {
-			return
-		}
-		l.unlink(st)
+		l.front(st)
+		return
 	}
 	l.m[st.id] = st
+	l.pushFront(st)
+}
+
+// front moves st, which the cache holds, to the front.
+func (l *lru) front(st *traceState) {
+	if l.head == st {
+		return
+	}
+	l.unlink(st)
+	l.pushFront(st)
+}
+
+func (l *lru) pushFront(st *traceState) {
 	st.prev, st.next = nil, l.head
 	if l.head != nil {
 		l.head.prev = st
