@@ -147,3 +147,5 @@ func kindsOf(vs []Violation) []Kind {
 }
 
 func traceID(i int) string { return fmt.Sprintf("%032x", i+1) }
+
+func ptime(t time.Time) *time.Time { return &t }

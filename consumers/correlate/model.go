@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -44,7 +45,17 @@ type Correlation struct {
 // when its scope is time_window; a bundle approval is several approval
 // events sharing one approval_id, one per covered digest.
 func Correlate(events []schemas.Event, pol Policies) Correlation {
-	evs := canonical(events)
+	ptrs := make([]*schemas.Event, len(events))
+	for i := range events {
+		ptrs[i] = &events[i]
+	}
+	return correlate(ptrs, pol)
+}
+
+// correlate is Correlate over pointers to the events, which it reorders
+// (not the events) and does not keep; the events are only read.
+func correlate(ptrs []*schemas.Event, pol Policies) Correlation {
+	evs := canonical(ptrs)
 	if len(evs) == 0 {
 		return Correlation{}
 	}
@@ -55,42 +66,68 @@ func Correlate(events []schemas.Event, pol Policies) Correlation {
 	return c
 }
 
+// smallTrace bounds the traces whose few events, spans and digests are
+// looked up by scanning rather than through a map; the answers are the
+// same (a variable so the tests can force either way).
+var smallTrace = 16
+
 // canonical returns the events each once (by event_id), ordered by
-// (event_time, event_id). Copies of one event_id are meant to be identical;
-// if they are not, the one first in (event_time, type) order is kept, so
-// the choice does not depend on delivery order either.
-func canonical(events []schemas.Event) []*schemas.Event {
-	ptrs := make([]*schemas.Event, len(events))
-	for i := range events {
-		ptrs[i] = &events[i]
+// (event_time, event_id), reordering ptrs in place. Copies of one event_id
+// are meant to be identical; if they are not, the one first in
+// (event_time, type) order is kept, so the choice does not depend on
+// delivery order either.
+func canonical(ptrs []*schemas.Event) []*schemas.Event {
+	out := ptrs
+	if !distinctIDs(ptrs) {
+		slices.SortStableFunc(ptrs, func(a, b *schemas.Event) int {
+			if c := strings.Compare(a.EventID, b.EventID); c != 0 {
+				return c
+			}
+			if c := a.Time.Compare(b.Time); c != 0 {
+				return c
+			}
+			return strings.Compare(string(a.Type), string(b.Type))
+		})
+		out = ptrs[:0]
+		for i, e := range ptrs {
+			if i > 0 && e.EventID == ptrs[i-1].EventID {
+				continue
+			}
+			out = append(out, e)
+		}
 	}
-	sort.SliceStable(ptrs, func(i, j int) bool {
-		a, b := ptrs[i], ptrs[j]
-		if a.EventID != b.EventID {
-			return a.EventID < b.EventID
-		}
-		if !a.Time.Equal(b.Time) {
-			return a.Time.Before(b.Time)
-		}
-		return a.Type < b.Type
-	})
-	out := ptrs[:0]
-	for i, e := range ptrs {
-		if i > 0 && e.EventID == ptrs[i-1].EventID {
-			continue
-		}
-		out = append(out, e)
+	// The event ids are distinct now: (event_time, event_id) is a total
+	// order, so an unstable sort gives the one answer.
+	if !slices.IsSortedFunc(out, compareEvents) {
+		slices.SortFunc(out, compareEvents)
 	}
-	sort.Slice(out, func(i, j int) bool { return before(out[i], out[j]) })
 	return out
 }
 
-// before orders events by (event_time, event_id).
-func before(a, b *schemas.Event) bool {
-	if !a.Time.Equal(b.Time) {
-		return a.Time.Before(b.Time)
+// distinctIDs reports, for a small trace, that no two events share an
+// event_id; false means "maybe not".
+func distinctIDs(evs []*schemas.Event) bool {
+	if len(evs) > smallTrace {
+		return false
 	}
-	return a.EventID < b.EventID
+	for i := 1; i < len(evs); i++ {
+		for j := 0; j < i; j++ {
+			if evs[i].EventID == evs[j].EventID {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// before orders events by (event_time, event_id).
+func before(a, b *schemas.Event) bool { return compareEvents(a, b) < 0 }
+
+func compareEvents(a, b *schemas.Event) int {
+	if c := a.Time.Compare(b.Time); c != 0 {
+		return c
+	}
+	return strings.Compare(a.EventID, b.EventID)
 }
 
 // action is one span's events, each list in (event_time, event_id) order.
@@ -98,65 +135,194 @@ type action struct {
 	span                                   string
 	intents, decisions, approvals, results []*schemas.Event
 	first                                  *schemas.Event
+	n                                      [4]int32 // while the model is built: events per list
 }
 
 type model struct {
-	evs      []*schemas.Event
-	spans    map[string]*action
-	actions  []*action // spans that are actions, ordered by their first event
-	grants   []*schemas.Event
-	requests map[string]bool // lower-cased requested_by values of the trace
-	agents   map[string]bool // agent ids of the trace
+	evs     []*schemas.Event
+	spans   []action         // every span, ordered by its first event
+	spanIdx map[string]int32 // index into spans; nil for a small trace (scanned)
+	actions []*action        // spans that are actions, ordered by their first event
+	grants  []*schemas.Event
+	// requests (lower-cased requested_by values of the trace) and agents
+	// (its agent ids) are built on first use, for a large trace only.
+	requests map[string]bool
+	agents   map[string]bool
+}
+
+// span returns the action of a span id, or nil.
+func (m *model) span(id string) *action {
+	if m.spanIdx != nil {
+		if i, ok := m.spanIdx[id]; ok {
+			return &m.spans[i]
+		}
+		return nil
+	}
+	for i := range m.spans {
+		if m.spans[i].span == id {
+			return &m.spans[i]
+		}
+	}
+	return nil
+}
+
+// list is the index of the per-action list an event goes to, or -1.
+func list(e *schemas.Event) int {
+	switch {
+	case e.Intent != nil:
+		return 0
+	case e.Decision != nil:
+		return 1
+	case e.Approval != nil:
+		return 2
+	case e.Result != nil:
+		return 3
+	}
+	return -1
 }
 
 func newModel(evs []*schemas.Event) *model {
-	m := &model{evs: evs, spans: map[string]*action{}, requests: map[string]bool{}, agents: map[string]bool{}}
-	var order []*action
+	m := &model{evs: evs}
+	// First pass: each event's span, and the length of each list, so the
+	// lists are cut from one array.
+	var buf [32]int32
+	idx := buf[:0]
+	if len(evs) > len(buf) {
+		idx = make([]int32, 0, len(evs))
+	}
+	grants := 0
+	m.spans = make([]action, 0, 1)
 	for _, e := range evs {
-		a := m.spans[e.SpanID]
-		if a == nil {
-			a = &action{span: e.SpanID, first: e}
-			m.spans[e.SpanID] = a
-			order = append(order, a)
+		k := int32(-1)
+		if m.spanIdx != nil {
+			if i, ok := m.spanIdx[e.SpanID]; ok {
+				k = i
+			}
+		} else {
+			for i := range m.spans {
+				if m.spans[i].span == e.SpanID {
+					k = int32(i)
+					break
+				}
+			}
 		}
-		switch {
-		case e.Intent != nil:
+		if k < 0 {
+			k = int32(len(m.spans))
+			m.spans = append(m.spans, action{span: e.SpanID, first: e})
+			if m.spanIdx != nil {
+				m.spanIdx[e.SpanID] = k
+			} else if len(m.spans) > smallTrace {
+				m.spanIdx = make(map[string]int32, len(m.spans))
+				for i := range m.spans {
+					m.spanIdx[m.spans[i].span] = int32(i)
+				}
+			}
+		}
+		idx = append(idx, k)
+		if l := list(e); l >= 0 {
+			m.spans[k].n[l]++
+		}
+		if e.Approval != nil && e.Approval.Status == schemas.ApprovalGranted {
+			grants++
+		}
+	}
+	all := make([]*schemas.Event, len(evs)+grants)
+	o := 0
+	cut := func(n int32) []*schemas.Event {
+		if n == 0 {
+			return nil
+		}
+		s := all[o : o : o+int(n)]
+		o += int(n)
+		return s
+	}
+	m.grants = cut(int32(grants))
+	for i := range m.spans {
+		a := &m.spans[i]
+		a.intents, a.decisions, a.approvals, a.results = cut(a.n[0]), cut(a.n[1]), cut(a.n[2]), cut(a.n[3])
+	}
+	for i, e := range evs {
+		a := &m.spans[idx[i]]
+		switch list(e) {
+		case 0:
 			a.intents = append(a.intents, e)
-		case e.Decision != nil:
+		case 1:
 			a.decisions = append(a.decisions, e)
-		case e.Approval != nil:
+		case 2:
 			a.approvals = append(a.approvals, e)
 			if e.Approval.Status == schemas.ApprovalGranted {
 				m.grants = append(m.grants, e)
 			}
-		case e.Result != nil:
+		case 3:
 			a.results = append(a.results, e)
-		}
-		if e.RequestedBy != "" {
-			m.requests[strings.ToLower(strings.TrimSpace(e.RequestedBy))] = true
-		}
-		if e.Agent.ID != "" {
-			m.agents[e.Agent.ID] = true
 		}
 	}
 	// The span-less events are the trace's own: they are an action only if
 	// they carry a result or nothing else is there.
-	for _, a := range order {
+	for i := range m.spans {
+		a := &m.spans[i]
 		hasBody := len(a.intents)+len(a.decisions)+len(a.results) > 0
-		if a.span == "" && len(order) > 1 && len(a.results) == 0 {
+		if a.span == "" && len(m.spans) > 1 && len(a.results) == 0 {
 			hasBody = false
 		}
 		if hasBody {
+			if m.actions == nil {
+				m.actions = make([]*action, 0, len(m.spans))
+			}
 			m.actions = append(m.actions, a)
 		}
 	}
 	return m
 }
 
+// isAgent reports whether id (not empty) is an agent id of the trace.
+func (m *model) isAgent(id string) bool {
+	if len(m.evs) <= smallTrace {
+		for _, e := range m.evs {
+			if e.Agent.ID == id {
+				return true
+			}
+		}
+		return false
+	}
+	if m.agents == nil {
+		m.agents = map[string]bool{}
+		for _, e := range m.evs {
+			if e.Agent.ID != "" {
+				m.agents[e.Agent.ID] = true
+			}
+		}
+	}
+	return m.agents[id]
+}
+
+// requested reports whether who, lower-cased and trimmed, is a requested_by
+// value of the trace, compared the same way.
+func (m *model) requested(who string) bool {
+	norm := strings.ToLower(strings.TrimSpace(who))
+	if len(m.evs) <= smallTrace {
+		for _, e := range m.evs {
+			if e.RequestedBy != "" && strings.ToLower(strings.TrimSpace(e.RequestedBy)) == norm {
+				return true
+			}
+		}
+		return false
+	}
+	if m.requests == nil {
+		m.requests = map[string]bool{}
+		for _, e := range m.evs {
+			if e.RequestedBy != "" {
+				m.requests[strings.ToLower(strings.TrimSpace(e.RequestedBy))] = true
+			}
+		}
+	}
+	return m.requests[norm]
+}
+
 // intents returns the action's intents, or the trace-level ones.
 func (m *model) intents(a *action) []*schemas.Event {
 	if len(a.intents) == 0 && a.span != "" {
-		if t := m.spans[""]; t != nil {
+		if t := m.span(""); t != nil {
 			return t.intents
 		}
 	}
@@ -165,7 +331,7 @@ func (m *model) intents(a *action) []*schemas.Event {
 
 func (m *model) decisions(a *action) []*schemas.Event {
 	if len(a.decisions) == 0 && a.span != "" {
-		if t := m.spans[""]; t != nil {
+		if t := m.span(""); t != nil {
 			return t.decisions
 		}
 	}
@@ -219,21 +385,42 @@ func (m *model) tier(a *action) int32 {
 // approvalsAbout returns the trace's approval events about action a: in its
 // span, or naming its intent's or a result's digest.
 func (m *model) approvalsAbout(a *action) []*schemas.Event {
-	digests := map[string]bool{}
+	var buf [8]string
+	digests := buf[:0] // a set; a map when it grows past buf
+	var large map[string]bool
+	addDigest := func(d string) {
+		switch {
+		case large != nil:
+			large[d] = true
+		case len(digests) < len(buf):
+			digests = append(digests, d)
+		default:
+			large = map[string]bool{d: true}
+			for _, x := range digests {
+				large[x] = true
+			}
+		}
+	}
 	if in := m.intent(a); in != nil && in.Intent.ActionDigest != "" {
-		digests[in.Intent.ActionDigest] = true
+		addDigest(in.Intent.ActionDigest)
 	}
 	for _, r := range a.results {
 		if r.Result.ActionDigest != "" {
-			digests[r.Result.ActionDigest] = true
+			addDigest(r.Result.ActionDigest)
 		}
+	}
+	about := func(d string) bool {
+		if large != nil {
+			return large[d]
+		}
+		return slices.Contains(digests, d)
 	}
 	var out []*schemas.Event
 	for _, e := range m.evs {
 		if e.Approval == nil {
 			continue
 		}
-		if (a.span != "" && e.SpanID == a.span) || digests[e.Approval.ActionDigest] ||
+		if (a.span != "" && e.SpanID == a.span) || about(e.Approval.ActionDigest) ||
 			(a.span == "" && len(m.actions) == 1) {
 			out = append(out, e)
 		}
@@ -303,15 +490,14 @@ func (m *model) violations(pol Policies) []Violation {
 			if !executed(r.Result) {
 				continue
 			}
-			what := describe(in, r)
 			d := m.governing(a, r)
 			if d == nil {
 				add(instance{kind: KindNoPolicyDecision, deciding: r, evidence: opt(in), act: a, absent: true,
-					text: fmt.Sprintf("%s executed at %s with no policy decision on record", what, clock(r.Time))})
+					text: fmt.Sprintf("%s executed at %s with no policy decision on record", describe(in, r), clock(r.Time))})
 			}
 			if d != nil && d.Decision.Outcome == schemas.OutcomeDeny {
 				add(instance{kind: KindExecutedAfterDeny, deciding: r, evidence: append(opt(in), d), decision: d, act: a,
-					text: fmt.Sprintf("%s executed at %s although %s denied it at %s%s", what, clock(r.Time),
+					text: fmt.Sprintf("%s executed at %s although %s denied it at %s%s", describe(in, r), clock(r.Time),
 						policyName(d), clock(d.Time), reasonSuffix(d))})
 				continue
 			}
@@ -322,7 +508,7 @@ func (m *model) violations(pol Policies) []Violation {
 				scopes[key] = g.Approval.Scope
 				if x := g.Approval.ExpiresAt; x != nil && x.Before(r.Time) {
 					add(instance{kind: KindApprovalOutOfScope, deciding: r, evidence: []*schemas.Event{g}, decision: d, act: a,
-						text: fmt.Sprintf("%s executed at %s under approval %s that expired at %s", what, clock(r.Time), key, clock(*x))})
+						text: fmt.Sprintf("%s executed at %s under approval %s that expired at %s", describe(in, r), clock(r.Time), key, clock(*x))})
 				}
 				continue
 			}
@@ -343,7 +529,7 @@ func (m *model) violations(pol Policies) []Violation {
 				g := grantedBefore[len(grantedBefore)-1]
 				add(instance{kind: KindPayloadMismatch, deciding: r, evidence: append(opt(in), g), decision: d, act: a,
 					text: fmt.Sprintf("%s executed at %s with a payload other than the one %s approved (approval %s)",
-						what, clock(r.Time), who(g), approvalKey(g))})
+						describe(in, r), clock(r.Time), who(g), approvalKey(g))})
 			case required:
 				need := "the approval tier 3 requires"
 				if d != nil && d.Decision.Outcome == schemas.OutcomeRequireApproval {
@@ -357,18 +543,18 @@ func (m *model) violations(pol Policies) []Violation {
 				case len(grantedAfter) > 0:
 					g := grantedAfter[0]
 					add(instance{kind: KindExecutedWithoutApproval, deciding: r, evidence: append(ev, g), decision: d, act: a,
-						text: fmt.Sprintf("%s executed at %s before %s: approval by %s came only at %s", what, clock(r.Time), need, who(g), clock(g.Time))})
+						text: fmt.Sprintf("%s executed at %s before %s: approval by %s came only at %s", describe(in, r), clock(r.Time), need, who(g), clock(g.Time))})
 				case len(refused) > 0:
 					x := refused[len(refused)-1]
 					add(instance{kind: KindExecutedWithoutApproval, deciding: r, evidence: append(ev, x), decision: d, act: a,
-						text: fmt.Sprintf("%s executed at %s without %s: the approval was %s at %s", what, clock(r.Time), need, x.Approval.Status, clock(x.Time))})
+						text: fmt.Sprintf("%s executed at %s without %s: the approval was %s at %s", describe(in, r), clock(r.Time), need, x.Approval.Status, clock(x.Time))})
 				default:
 					add(instance{kind: KindExecutedWithoutApproval, deciding: r, evidence: ev, decision: d, act: a, absent: true,
-						text: fmt.Sprintf("%s executed at %s without %s", what, clock(r.Time), need)})
+						text: fmt.Sprintf("%s executed at %s without %s", describe(in, r), clock(r.Time), need)})
 				}
 			case in != nil && in.Intent.ActionDigest != "" && r.Result.ActionDigest != in.Intent.ActionDigest:
 				add(instance{kind: KindPayloadMismatch, deciding: r, evidence: append(opt(in), opt(d)...), decision: d, act: a,
-					text: fmt.Sprintf("%s executed at %s with a payload other than the intent %s", what, clock(r.Time), allowedBy(d))})
+					text: fmt.Sprintf("%s executed at %s with a payload other than the intent %s", describe(in, r), clock(r.Time), allowedBy(d))})
 			}
 		}
 	}
@@ -379,7 +565,7 @@ func (m *model) violations(pol Policies) []Violation {
 		}
 		sort.Slice(rs, func(i, j int) bool { return before(rs[i], rs[j]) })
 		second := rs[1]
-		a := m.spans[second.SpanID]
+		a := m.span(second.SpanID)
 		add(instance{kind: KindApprovalOutOfScope, deciding: second, evidence: []*schemas.Event{rs[0]}, act: a, decision: m.governing(a, second),
 			text: fmt.Sprintf("single-action approval %s used for %d executions; the second at %s", key, len(rs), clock(second.Time))})
 	}
@@ -390,14 +576,14 @@ func (m *model) violations(pol Policies) []Violation {
 		switch {
 		case ap.ApproverKind == schemas.PrincipalAgent || ap.ApproverKind == schemas.PrincipalService:
 			why = fmt.Sprintf("by %s identity %s", ap.ApproverKind, nameOr(ap.Approver, "(unnamed)"))
-		case ap.Approver != "" && m.agents[ap.Approver]:
+		case ap.Approver != "" && m.isAgent(ap.Approver):
 			why = fmt.Sprintf("by the acting agent %s itself", ap.Approver)
-		case ap.Approver != "" && m.requests[strings.ToLower(strings.TrimSpace(ap.Approver))]:
+		case ap.Approver != "" && m.requested(ap.Approver):
 			why = fmt.Sprintf("by %s, who requested the action", ap.Approver)
 		default:
 			continue
 		}
-		a := m.spans[g.SpanID]
+		a := m.span(g.SpanID)
 		in := m.intent(a)
 		add(instance{kind: KindSeparationOfDuties, deciding: g, evidence: opt(in), act: a,
 			text: fmt.Sprintf("%s approved at %s %s (approval %s)", describe(in, nil), clock(g.Time), why, approvalKey(g))})
@@ -413,7 +599,7 @@ func (m *model) violations(pol Policies) []Violation {
 			if !ok {
 				continue
 			}
-			a := m.spans[e.SpanID]
+			a := m.span(e.SpanID)
 			var ev []*schemas.Event
 			if s.EventID != "" {
 				ev = append(ev, &schemas.Event{EventID: s.EventID})
@@ -633,17 +819,21 @@ func (m *model) record() Trace {
 		return t
 	}
 
+	// The record's times and latencies point into two arrays, not five and
+	// four allocations.
+	times := new([5]time.Time)
+	ptime := func(i int, at time.Time) *time.Time { times[i] = at; return &times[i] }
 	in := m.intent(primary)
 	if in != nil {
 		t.Tool, t.Action, t.Target, t.ActionClass = in.Intent.Tool, in.Intent.Action, in.Intent.Target, in.Intent.ActionClass
-		t.IntentTime = ptime(in.Time)
+		t.IntentTime = ptime(0, in.Time)
 	}
 	var res *schemas.Event
 	if n := len(primary.results); n > 0 {
 		res = primary.results[n-1]
 		t.ResultStatus, t.Executor = res.Result.Status, res.Result.Executor
 		t.ChangedResource, t.ErrorClass = res.Result.ChangedResource, res.Result.ErrorClass
-		t.ResultTime = ptime(res.Time)
+		t.ResultTime = ptime(1, res.Time)
 	}
 	var d *schemas.Event
 	if res != nil {
@@ -653,7 +843,7 @@ func (m *model) record() Trace {
 	}
 	if d != nil {
 		t.Outcome, t.PolicyID, t.PolicyVersion, t.MatchedRule = d.Decision.Outcome, d.Decision.PolicyID, d.Decision.PolicyVersion, d.Decision.MatchedRule
-		t.DecisionTime = ptime(d.Time)
+		t.DecisionTime = ptime(2, d.Time)
 	}
 	var ap *schemas.Event
 	if res != nil && executed(res.Result) {
@@ -675,18 +865,19 @@ func (m *model) record() Trace {
 			t.ApprovalScope = schemas.ScopeSingle
 		}
 		if a.ExpiresAt != nil {
-			t.ApprovalExpiresAt = ptime(*a.ExpiresAt)
+			t.ApprovalExpiresAt = ptime(3, *a.ExpiresAt)
 		}
-		t.ApprovalTime = ptime(ap.Time)
+		t.ApprovalTime = ptime(4, ap.Time)
 	}
-	t.DecisionMS = between(t.IntentTime, t.DecisionTime)
-	t.ApprovalWaitMS = between(t.DecisionTime, t.ApprovalTime)
+	ms := new([4]int64)
+	t.DecisionMS = between(&ms[0], t.IntentTime, t.DecisionTime)
+	t.ApprovalWaitMS = between(&ms[1], t.DecisionTime, t.ApprovalTime)
 	if t.ApprovalTime != nil {
-		t.ExecutionMS = between(t.ApprovalTime, t.ResultTime)
+		t.ExecutionMS = between(&ms[2], t.ApprovalTime, t.ResultTime)
 	} else {
-		t.ExecutionMS = between(t.DecisionTime, t.ResultTime)
+		t.ExecutionMS = between(&ms[2], t.DecisionTime, t.ResultTime)
 	}
-	t.TotalMS = between(t.IntentTime, t.ResultTime)
+	t.TotalMS = between(&ms[3], t.IntentTime, t.ResultTime)
 	return t
 }
 
@@ -710,12 +901,12 @@ func (m *model) status(a *action) (pending, orphan bool) {
 	return true, false
 }
 
-func ptime(t time.Time) *time.Time { return &t }
-
-func between(a, b *time.Time) *int64 {
+// between sets *ms to the milliseconds from a to b and returns ms, or nil
+// when either is missing.
+func between(ms *int64, a, b *time.Time) *int64 {
 	if a == nil || b == nil {
 		return nil
 	}
-	ms := b.Sub(*a).Milliseconds()
-	return &ms
+	*ms = b.Sub(*a).Milliseconds()
+	return ms
 }

@@ -38,7 +38,8 @@ type Correlator struct {
 	pending map[string]pendingEntry
 	parts   map[int32]*partState
 	pol     *policyView
-	polAt   time.Time // batch clock of the last policy load; zero: never
+	polAt   time.Time        // batch clock of the last policy load; zero: never
+	ptrs    []*schemas.Event // evaluate's scratch
 }
 
 // pendingEntry is a trace with a violation waiting to settle.
@@ -169,9 +170,19 @@ func (c *Correlator) applyRevoked() {
 
 // batchView is one batch seen per trace.
 type batchView struct {
-	b       *consumers.Batch
-	byTrace map[string][]*consumers.Accepted // in stream order
-	order   []string                         // traces in order of first appearance
+	b      *consumers.Batch
+	index  map[string]int32        // trace id → its place in order and events
+	order  []string                // traces in order of first appearance
+	events [][]*consumers.Accepted // each trace's events, in stream order
+	states []*traceState           // each trace's cached state, once restore found or made it
+}
+
+// eventsOf returns the batch's events of a trace, in stream order.
+func (bv *batchView) eventsOf(id string) []*consumers.Accepted {
+	if i, ok := bv.index[id]; ok {
+		return bv.events[i]
+	}
+	return nil
 }
 
 // committed reports whether an event (or a marker) at partition/offset was
@@ -181,25 +192,55 @@ func (bv *batchView) committed(partition int32, offset int64) bool {
 	return !ok || offset < first
 }
 
+// newBatchView groups a batch's events by trace: one map entry per trace,
+// and every trace's list cut from one array.
+func newBatchView(b *consumers.Batch) *batchView {
+	bv := &batchView{b: b, index: make(map[string]int32, len(b.Events)/2)}
+	of := make([]int32, len(b.Events))
+	var counts []int32
+	for i := range b.Events {
+		id := b.Events[i].TraceID
+		k, ok := bv.index[id]
+		if !ok {
+			k = int32(len(bv.order))
+			bv.index[id] = k
+			bv.order = append(bv.order, id)
+			counts = append(counts, 0)
+		}
+		of[i] = k
+		counts[k]++
+	}
+	all := make([]*consumers.Accepted, len(b.Events))
+	bv.events = make([][]*consumers.Accepted, len(counts))
+	bv.states = make([]*traceState, len(counts))
+	o := 0
+	for k, n := range counts {
+		bv.events[k] = all[o : o : o+int(n)]
+		o += int(n)
+	}
+	for i := range b.Events {
+		bv.events[of[i]] = append(bv.events[of[i]], &b.Events[i])
+	}
+	for _, evs := range bv.events {
+		// Usually in order already: a trace keeps to one partition.
+		if !slices.IsSortedFunc(evs, streamOrder) {
+			slices.SortStableFunc(evs, streamOrder)
+		}
+	}
+	return bv
+}
+
+func streamOrder(x, y *consumers.Accepted) int {
+	if c := cmp.Compare(x.Partition, y.Partition); c != 0 {
+		return c
+	}
+	return cmp.Compare(x.Offset, y.Offset)
+}
+
 // Process implements consumers.Processor.
 func (c *Correlator) Process(ctx context.Context, b *consumers.Batch) (consumers.Output, error) {
 	c.applyRevoked()
-	bv := &batchView{b: b, byTrace: make(map[string][]*consumers.Accepted, len(b.Events)/2)}
-	for i := range b.Events {
-		a := &b.Events[i]
-		if _, ok := bv.byTrace[a.TraceID]; !ok {
-			bv.order = append(bv.order, a.TraceID)
-		}
-		bv.byTrace[a.TraceID] = append(bv.byTrace[a.TraceID], a)
-	}
-	for _, evs := range bv.byTrace {
-		slices.SortStableFunc(evs, func(x, y *consumers.Accepted) int {
-			if c := cmp.Compare(x.Partition, y.Partition); c != 0 {
-				return c
-			}
-			return cmp.Compare(x.Offset, y.Offset)
-		})
-	}
+	bv := newBatchView(b)
 
 	if c.polAt.IsZero() || b.Now.Sub(c.polAt) >= c.cfg.PolicyRefresh {
 		if err := c.loadPolicies(ctx); err != nil {
@@ -223,7 +264,7 @@ func (c *Correlator) Process(ctx context.Context, b *consumers.Batch) (consumers
 	due := map[string]bool{}
 	for id, pe := range c.pending {
 		if _, inBatch := b.FirstOffset[pe.partition]; inBatch && !pe.settleAt.After(b.Now) {
-			if _, touched := bv.byTrace[id]; !touched {
+			if _, touched := bv.index[id]; !touched {
 				due[id] = true
 			}
 		}
@@ -236,11 +277,11 @@ func (c *Correlator) Process(ctx context.Context, b *consumers.Batch) (consumers
 
 	// One row per trace touched: sized once, the rows are large.
 	out := outputBuilder{traces: make([]traceRow, 0, len(bv.order)+len(dueIDs))}
-	for _, id := range bv.order {
-		c.evaluate(bv, id, bv.byTrace[id], &out)
+	for i, id := range bv.order {
+		c.evaluate(bv, id, bv.states[i], bv.events[i], &out)
 	}
 	for _, id := range dueIDs {
-		c.evaluate(bv, id, nil, &out)
+		c.evaluate(bv, id, c.cache.get(id), nil, &out)
 	}
 	c.evict()
 	c.m.cached.Set(float64(c.cache.len()))
@@ -262,19 +303,23 @@ func (c *Correlator) Process(ctx context.Context, b *consumers.Batch) (consumers
 func (c *Correlator) restore(ctx context.Context, bv *batchView, dueIDs []string) error {
 	var need []string
 	around := map[string][2]time.Time{}
-	for _, id := range bv.order {
-		if c.cache.get(id) != nil {
+	for i, id := range bv.order {
+		if st := c.cache.get(id); st != nil {
+			bv.states[i] = st
 			continue
 		}
-		evs := bv.byTrace[id]
+		evs := bv.events[i]
 		maybe := false
+		h := xxhash.Sum64String(id)
 		for _, a := range evs {
-			if ps := c.parts[a.Partition]; ps == nil || ps.history.has(xxhash.Sum64String(id)) {
+			if ps := c.parts[a.Partition]; ps == nil || ps.history.has(h) {
 				maybe = true
 			}
 		}
 		if !maybe {
-			c.cache.touch(&traceState{id: id, partition: evs[0].Partition})
+			st := &traceState{id: id, partition: evs[0].Partition}
+			c.cache.touch(st)
+			bv.states[i] = st
 			continue
 		}
 		need = append(need, id)
@@ -305,40 +350,74 @@ func (c *Correlator) restore(ctx context.Context, bv *batchView, dueIDs []string
 		st := states[id]
 		if st == nil {
 			p := c.pending[id].partition
-			if evs := bv.byTrace[id]; len(evs) > 0 {
+			if evs := bv.eventsOf(id); len(evs) > 0 {
 				p = evs[0].Partition
 			}
 			st = &traceState{id: id, partition: p}
 		}
 		c.cache.touch(st)
+		if i, ok := bv.index[id]; ok {
+			bv.states[i] = st
+		}
 	}
 	return nil
 }
 
 // evaluate brings one trace up to date with the batch's events of it (none
 // for a due trace) and emits what became derivable.
-func (c *Correlator) evaluate(bv *batchView, id string, batchEvents []*consumers.Accepted, out *outputBuilder) {
-	st := c.cache.get(id)
+// st is the trace's cached state, as restore left it.
+func (c *Correlator) evaluate(bv *batchView, id string, st *traceState, batchEvents []*consumers.Accepted, out *outputBuilder) {
 	if st == nil {
 		return // cannot happen: restore put it there
 	}
-	c.cache.touch(st)
-	// Prior state: what earlier batches committed.
-	prior := st.events[:0:0]
-	seen := map[string]bool{}
-	for _, s := range st.events {
-		if bv.committed(s.partition, s.offset) && !seen[s.ev.EventID] {
-			prior = append(prior, s)
-			seen[s.ev.EventID] = true
-		}
+	c.cache.front(st)
+	// Prior state: what earlier batches committed, each event once. A small
+	// trace's duplicates are found by scanning, a larger one's through a
+	// map; the events are filtered in place.
+	small := len(st.events)+len(batchEvents) <= smallTrace
+	var seen map[string]bool
+	if !small {
+		seen = make(map[string]bool, len(st.events)+len(batchEvents))
 	}
-	st.events = prior
-	added := 0
-	for _, a := range batchEvents {
-		if seen[a.EventID] {
+	n := 0
+	for i := range st.events {
+		s := &st.events[i]
+		if !bv.committed(s.partition, s.offset) {
 			continue
 		}
-		seen[a.EventID] = true
+		if small {
+			if hasEvent(st.events[:n], s.ev.EventID) {
+				continue
+			}
+		} else {
+			if seen[s.ev.EventID] {
+				continue
+			}
+			seen[s.ev.EventID] = true
+		}
+		if n != i {
+			st.events[n] = *s
+		}
+		n++
+	}
+	clear(st.events[n:]) // hold no dropped event
+	st.events = st.events[:n]
+	// Room for the batch's events at once, not by doubling (an event is a
+	// few hundred bytes).
+	st.events = slices.Grow(st.events, max(0, min(len(batchEvents), c.cfg.MaxEventsPerTrace-len(st.events))))
+	added := 0
+	for j, a := range batchEvents {
+		if small {
+			// Seen: kept above, or earlier in the batch (added or not).
+			if hasEvent(st.events, a.EventID) || slices.ContainsFunc(batchEvents[:j], func(x *consumers.Accepted) bool { return x.EventID == a.EventID }) {
+				continue
+			}
+		} else {
+			if seen[a.EventID] {
+				continue
+			}
+			seen[a.EventID] = true
+		}
 		if len(st.events) >= c.cfg.MaxEventsPerTrace {
 			c.m.overLimit.Inc()
 			continue
@@ -372,13 +451,15 @@ func (c *Correlator) evaluate(bv *batchView, id string, batchEvents []*consumers
 		return
 	}
 
-	evs := make([]schemas.Event, len(all))
-	seenAt := map[string]time.Time{}
+	// Correlate reads the cached events in place (it does not change them
+	// and keeps no pointer to them); the pointer slice is reused.
+	ptrs := c.ptrs[:0]
 	for i := range all {
-		evs[i] = all[i].ev
-		seenAt[all[i].ev.EventID] = all[i].seenAt
+		ptrs = append(ptrs, &all[i].ev)
 	}
-	corr := Correlate(evs, c.pol)
+	corr := correlate(ptrs, c.pol)
+	clear(ptrs)
+	c.ptrs = ptrs[:0]
 
 	var settle time.Time
 	var unconfirmed []Kind
@@ -388,7 +469,7 @@ func (c *Correlator) evaluate(bv *batchView, id string, batchEvents []*consumers
 		}
 		if v.Unconfirmed {
 			unconfirmed = append(unconfirmed, v.Kind)
-			at := c.settleAt(id, seenAt[v.DecidingEventID], bv.b.Now)
+			at := c.settleAt(id, seenAtOf(all, v.DecidingEventID), bv.b.Now)
 			if at.After(bv.b.Now) {
 				if settle.IsZero() || at.Before(settle) {
 					settle = at
@@ -418,6 +499,27 @@ func (c *Correlator) evaluate(bv *batchView, id string, batchEvents []*consumers
 		out.traces = append(out.traces, traceRow{t: corr.Trace, partition: st.partition, unconfirmed: unconfirmed,
 			settleAt: settle, version: uint64(len(all)), abandonAt: corr.Trace.LastEventTime.Add(c.cfg.AbandonAfter)})
 	}
+}
+
+// hasEvent reports whether an event of evs has the id.
+func hasEvent(evs []stored, id string) bool {
+	for i := range evs {
+		if evs[i].ev.EventID == id {
+			return true
+		}
+	}
+	return false
+}
+
+// seenAtOf is when ingest took the event of all (each id once) with the id;
+// zero if none has it.
+func seenAtOf(all []stored, id string) time.Time {
+	for i := range all {
+		if all[i].ev.EventID == id {
+			return all[i].seenAt
+		}
+	}
+	return time.Time{}
 }
 
 // settleAt is when a violation decided by an event ingest took at seenAt

@@ -161,35 +161,56 @@ func (st *traceState) add(s stored) {
 	case schemas.TypeIntent, schemas.TypeDecision, schemas.TypeApproval, schemas.TypeResult:
 		e.Type = canonicalType[e.Type]
 	}
-	share := func(p *string) {
-		if *p == "" {
-			return
+	if len(st.events) > 0 {
+		for _, p := range [...]*string{&e.SpanID, &e.Agent.ID, &e.Agent.Team, &e.Agent.Version, &e.Agent.Environment,
+			&e.Agent.Tenant, &e.RequestedBy, &e.SessionID} {
+			st.share(p)
 		}
-		for i := range st.events {
-			o := &st.events[i].ev
-			for _, q := range [...]string{o.SpanID, o.Agent.ID, o.Agent.Team, o.Agent.Version, o.Agent.Environment,
-				o.Agent.Tenant, o.RequestedBy, o.SessionID, digestOf(o)} {
-				if q == *p {
-					*p = q
-					return
-				}
-			}
+		switch {
+		case e.Intent != nil:
+			st.share(&e.Intent.ActionDigest)
+		case e.Approval != nil:
+			st.share(&e.Approval.ActionDigest)
+		case e.Result != nil:
+			st.share(&e.Result.ActionDigest)
+			st.share(&e.Result.Executor)
 		}
-	}
-	for _, p := range []*string{&e.SpanID, &e.Agent.ID, &e.Agent.Team, &e.Agent.Version, &e.Agent.Environment,
-		&e.Agent.Tenant, &e.RequestedBy, &e.SessionID} {
-		share(p)
-	}
-	switch {
-	case e.Intent != nil:
-		share(&e.Intent.ActionDigest)
-	case e.Approval != nil:
-		share(&e.Approval.ActionDigest)
-	case e.Result != nil:
-		share(&e.Result.ActionDigest)
-		share(&e.Result.Executor)
 	}
 	st.events = append(st.events, s)
+}
+
+// share points *p at the first equal string of the trace's events, in
+// event order and, within one, in the order of the cases.
+func (st *traceState) share(p *string) {
+	if *p == "" {
+		return
+	}
+	for i := range st.events {
+		o := &st.events[i].ev
+		switch *p {
+		case o.SpanID:
+			*p = o.SpanID
+		case o.Agent.ID:
+			*p = o.Agent.ID
+		case o.Agent.Team:
+			*p = o.Agent.Team
+		case o.Agent.Version:
+			*p = o.Agent.Version
+		case o.Agent.Environment:
+			*p = o.Agent.Environment
+		case o.Agent.Tenant:
+			*p = o.Agent.Tenant
+		case o.RequestedBy:
+			*p = o.RequestedBy
+		case o.SessionID:
+			*p = o.SessionID
+		case digestOf(o):
+			*p = digestOf(o)
+		default:
+			continue
+		}
+		return
+	}
 }
 
 var canonicalType = map[schemas.EventType]schemas.EventType{
@@ -221,15 +242,27 @@ func (l *lru) get(id string) *traceState { return l.m[id] }
 
 func (l *lru) len() int { return len(l.m) }
 
-// touch inserts st or moves it to the front.
+// touch inserts st or, if it is held (st itself: one state per id), moves
+// it to the front.
 func (l *lru) touch(st *traceState) {
 	if _, ok := l.m[st.id]; ok {
-		if l.head == st {
-			return
-		}
-		l.unlink(st)
+		l.front(st)
+		return
 	}
 	l.m[st.id] = st
+	l.pushFront(st)
+}
+
+// front moves st, which the cache holds, to the front.
+func (l *lru) front(st *traceState) {
+	if l.head == st {
+		return
+	}
+	l.unlink(st)
+	l.pushFront(st)
+}
+
+func (l *lru) pushFront(st *traceState) {
 	st.prev, st.next = nil, l.head
 	if l.head != nil {
 		l.head.prev = st

@@ -361,7 +361,7 @@ func (c *Correlator) loadTraces(ctx context.Context, bv *batchView, ids []string
 	}
 	// The trace's partition is where this batch carries it, if it does.
 	for id, st := range states {
-		if evs := bv.byTrace[id]; len(evs) > 0 {
+		if evs := bv.eventsOf(id); len(evs) > 0 {
 			st.partition = evs[0].Partition
 		}
 	}
@@ -383,7 +383,7 @@ func (c *Correlator) loadTraces(ctx context.Context, bv *batchView, ids []string
 		st := states[id]
 		if st == nil {
 			st = &traceState{id: id, partition: mk.partition}
-			if evs := bv.byTrace[id]; len(evs) > 0 {
+			if evs := bv.eventsOf(id); len(evs) > 0 {
 				st.partition = evs[0].Partition
 			}
 			states[id] = st
