@@ -45,14 +45,12 @@ import (
 	"runtime"
 	"runtime/debug"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/ClickHouse/ch-go"
 	"github.com/ClickHouse/clickhouse-go/v2"
-	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -190,7 +188,6 @@ type Ingest struct {
 	cl        *kgo.Client               // sess's client
 	kopts     []kgo.Opt                 // sess's options, to make it again
 	txnFails  int                       // transactions lost in a row (renewSession's backoff)
-	ch        driver.Conn
 	dec       *schemas.Decoder
 	now       func() time.Time
 	m         metrics
@@ -204,13 +201,16 @@ type Ingest struct {
 	revokedMu sync.Mutex
 	revokedPs []int32 // partitions revoked since the last batch
 	lim       schemas.Limits
-	dlSQL     string
+	dlTable   string
 
-	// The events insert: ch-go, on its own connection, from columns
-	// reused batch after batch (columns.go). Used by one batch at a time.
+	// The inserts: ch-go, on its own connection, from columns reused
+	// batch after batch (columns.go for the events, inserts.go for the
+	// rest). Used by one insert at a time: the quarantine's, then the
+	// events' and dead letters', then the processors'.
 	native      nativeConn
 	rows        *eventColumns
 	eventsTable string
+	stage       insertColumns
 }
 
 type metrics struct {
@@ -340,11 +340,6 @@ func New(ctx context.Context, cfg Config, reg prometheus.Registerer, log *slog.L
 		return nil, fmt.Errorf("consumers: kafka client: %w", err)
 	}
 	cl := sess.Client()
-	ch, err := chstore.Open(ctx, cfg.ClickHouse)
-	if err != nil {
-		sess.Close()
-		return nil, err
-	}
 	nopts, err := chstore.NativeOptions(cfg.ClickHouse)
 	if err == nil {
 		// Connect now: a server or setting the native client cannot use
@@ -353,15 +348,14 @@ func New(ctx context.Context, cfg Config, reg prometheus.Registerer, log *slog.L
 	}
 	if err != nil {
 		sess.Close()
-		ch.Close()
 		return nil, fmt.Errorf("consumers: %w", err)
 	}
 	db := cfg.ClickHouse.Database
-	in.sess, in.cl, in.ch, in.kopts = sess, cl, ch, kopts
+	in.sess, in.cl, in.kopts = sess, cl, kopts
 	in.lim = schemas.Limits{MaxFuture: cfg.Ingest.MaxFuture, MaxPast: cfg.Ingest.MaxPast, MaxString: schemas.DefaultLimits.MaxString}
 	in.rows = newEventColumns()
 	in.eventsTable = db + ".events"
-	in.dlSQL = "INSERT INTO " + db + ".dead_letters (topic, partition, offset, reason_class, field, reason, raw_bytes, raw_sha256)"
+	in.dlTable = db + ".dead_letters"
 	for _, o := range opts {
 		o(in)
 	}
@@ -685,9 +679,17 @@ func (in *Ingest) flush(ctx context.Context, b *batch) error {
 	for i, out := range outs {
 		p := in.procs[i]
 		for _, ins := range out.Inserts {
+			// Columns a slice of a type with no column (a bug in the
+			// processor) fail the same way every time: no retry.
+			q, n, err := in.stage.query(ins)
+			if err != nil {
+				return fmt.Errorf("processor %s: %w", p.Name(), err)
+			}
+			if n == 0 {
+				continue
+			}
 			if err := retry(ctx, in, "process_insert", func() error {
-				q := "INSERT INTO " + ins.Table + " (" + strings.Join(ins.Columns, ", ") + ")"
-				if err := in.send(ctx, q, ins.Values); err != nil {
+				if err := in.native.do(ctx, q); err != nil {
 					return fmt.Errorf("processor %s: insert into %s: %w", p.Name(), ins.Table, err)
 				}
 				return nil
@@ -993,29 +995,28 @@ func (in *Ingest) insert(ctx context.Context, b *batch) error {
 			sizes = append(sizes, uint32(len(d.rec.Value)))
 			sums = append(sums, hex.EncodeToString(sum[:]))
 		}
-		if err := in.send(ctx, in.dlSQL, []any{topics, parts, offsets, classes, fields, reasons, sizes, sums}); err != nil {
+		if err := in.send(ctx, Insert{Table: in.dlTable, Columns: deadLetterColumns,
+			Values: []any{topics, parts, offsets, classes, fields, reasons, sizes, sums}}); err != nil {
 			return fmt.Errorf("insert %d dead letters: %w", len(b.dead), err)
 		}
 	}
 	return nil
 }
 
-// send inserts whole columns in one native batch.
-func (in *Ingest) send(ctx context.Context, query string, cols []any) error {
-	batch, err := in.ch.PrepareBatch(clickhouse.Context(ctx, clickhouse.WithSettings(insertSettings)), query)
-	if err != nil {
+// send inserts whole columns, once, on the events insert's connection
+// (inserts.go).
+func (in *Ingest) send(ctx context.Context, ins Insert) error {
+	q, n, err := in.stage.query(ins)
+	if err != nil || n == 0 {
 		return err
 	}
-	for i, col := range cols {
-		if err := batch.Column(i).Append(col); err != nil {
-			_ = batch.Abort()
-			return fmt.Errorf("column %d: %w", i, err)
-		}
-	}
-	return batch.Send()
+	return in.native.do(ctx, q)
 }
 
-// nativeConn is the ch-go connection of the events insert. A failed query
+// deadLetterColumns are the dead_letters columns ingest writes.
+var deadLetterColumns = []string{"topic", "partition", "offset", "reason_class", "field", "reason", "raw_bytes", "raw_sha256"}
+
+// nativeConn is the ch-go connection of ingest's inserts. A failed query
 // may leave it mid-protocol, so any error closes it and the next query
 // (the retry) dials again.
 type nativeConn struct {
@@ -1071,10 +1072,10 @@ func (n *nativeConn) close() {
 //
 // low_cardinality_allow_in_native_format=0: the server asks for
 // LowCardinality columns as plain String and builds the dictionaries
-// itself, so the events insert (ch-go, columns.go) sends them as String
-// columns, and the clickhouse-go inserts avoid its LowCardinality append
-// (reflection and an interface-keyed map per value, about 3 µs of CPU per
-// event over 24 such columns when the events insert used it).
+// itself, so every insert (ch-go: columns.go, inserts.go) sends them as
+// String columns. (When the inserts went through clickhouse-go, this also
+// avoided its LowCardinality append: reflection and an interface-keyed map
+// per value, about 3 µs of CPU per event over 24 such columns.)
 var insertSettings = clickhouse.Settings{"optimize_on_insert": 0, "low_cardinality_allow_in_native_format": 0}
 
 // Dead-letter record headers.
@@ -1136,7 +1137,6 @@ func retry(ctx context.Context, in *Ingest, stage string, fn func() error) error
 func (in *Ingest) Close(ctx context.Context) error {
 	in.closeOnce.Do(func() {
 		in.closeSession(ctx)
-		_ = in.ch.Close()
 		in.native.close()
 	})
 	return nil

@@ -175,10 +175,10 @@ func (b *batch) quarantine(r *kgo.Record, e *schemas.Event, v signing.Verdict) {
 }
 
 // quarantineColumns are the quarantine table's columns ingest writes.
-const quarantineColumns = `topic, partition, offset, reason, detail, key_id, key_agent_id,
-	event_id, trace_id, span_id, event_type, event_time, tier, agent_id, agent_version, team, environment, tenant,
-	requested_by, producer_name, producer_version, producer_host, tool, action, target, action_class, action_digest,
-	outcome, policy_id, approval_id, approval_status, approver, result_status, raw_bytes, raw_sha256`
+var quarantineColumns = []string{"topic", "partition", "offset", "reason", "detail", "key_id", "key_agent_id",
+	"event_id", "trace_id", "span_id", "event_type", "event_time", "tier", "agent_id", "agent_version", "team", "environment", "tenant",
+	"requested_by", "producer_name", "producer_version", "producer_host", "tool", "action", "target", "action_class", "action_digest",
+	"outcome", "policy_id", "approval_id", "approval_status", "approver", "result_status", "raw_bytes", "raw_sha256"}
 
 // insertQuarantine writes the batch's quarantined events (idempotent: the
 // table is keyed on the Kafka position).
@@ -221,11 +221,10 @@ func (in *Ingest) insertQuarantine(ctx context.Context, b *batch) error {
 		}
 		sizes[i], sums[i] = uint32(q.RawBytes), q.RawSHA256
 	}
-	q := "INSERT INTO " + in.cfg.ClickHouse.Database + ".quarantine (" + quarantineColumns + ")"
-	if err := in.send(ctx, q, []any{topics, parts, offsets, reasons, details, kids, kagents,
+	if err := in.send(ctx, Insert{Table: in.cfg.ClickHouse.Database + ".quarantine", Columns: quarantineColumns, Values: []any{topics, parts, offsets, reasons, details, kids, kagents,
 		ids, traces, spans, types, times, tiers, agents, versions, teams, envs, tenants,
 		reqs, pnames, pversions, phosts, tools, actions, targets, classes, digests,
-		outcomes, policies, apIDs, apStatuses, approvers, resStatuses, sizes, sums}); err != nil {
+		outcomes, policies, apIDs, apStatuses, approvers, resStatuses, sizes, sums}}); err != nil {
 		return fmt.Errorf("insert %d quarantined events: %w", n, err)
 	}
 	return nil

@@ -8,10 +8,10 @@ import (
 	"github.com/ClickHouse/ch-go"
 )
 
-// Native connections: ch-go, for the one insert whose cost per row matters
-// (consumers' events batch). Its columns are typed buffers the caller keeps
-// and reuses; clickhouse-go builds new ones for every batch. Everything
-// else stays on clickhouse-go (Open).
+// Native connections: ch-go, for the inserts whose cost per row matters
+// (consumers' events batch and the rows its stages write). Their columns
+// are typed buffers the caller keeps and reuses; clickhouse-go builds new
+// ones for every batch. Everything else stays on clickhouse-go (Open).
 
 // NativeOptions returns ch-go's options for c, one per address in the
 // configured order, with what Open gives clickhouse-go: the login, password
