@@ -278,15 +278,7 @@ func deref(v any) any {
 func TestNativeConnRedials(t *testing.T) {
 	cfg, conn := testenv.ClickHouse(t)
 	ctx := context.Background()
-	opts, err := chstore.NativeOptions(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var n nativeConn
-	if err := n.open(ctx, opts); err != nil {
-		t.Fatal(err)
-	}
-	defer n.close()
+	n := openNative(t, cfg)
 	c := newEventColumns()
 	c.add(&schemas.Event{EventID: "e1", TraceID: "t", Type: schemas.TypeIntent, Time: time.Now(), Tier: 1}, nil, 0, 1, "")
 
@@ -343,15 +335,7 @@ func TestDialNativeInOrder(t *testing.T) {
 func TestInsertDeduplicationToken(t *testing.T) {
 	cfg, conn := testenv.ClickHouse(t)
 	ctx := context.Background()
-	opts, err := chstore.NativeOptions(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var n nativeConn
-	if err := n.open(ctx, opts); err != nil {
-		t.Fatal(err)
-	}
-	defer n.close()
+	n := openNative(t, cfg)
 	table := cfg.Database + ".events"
 	count := func() uint64 {
 		t.Helper()
@@ -399,4 +383,20 @@ func TestInsertDeduplicationToken(t *testing.T) {
 	if got := count(); got != 7 {
 		t.Fatalf("a rebuilt copy of the first block: %d rows stored, want 7", got)
 	}
+}
+
+// openNative opens ingest's native connection to the test server, closed
+// when the test ends.
+func openNative(t *testing.T, cfg chstore.Config) *nativeConn {
+	t.Helper()
+	opts, err := chstore.NativeOptions(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := &nativeConn{}
+	if err := n.open(context.Background(), opts); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(n.close)
+	return n
 }

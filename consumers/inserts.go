@@ -3,6 +3,7 @@ package consumers
 import (
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"time"
 
@@ -62,7 +63,7 @@ func (ic *insertColumns) query(ins Insert) (ch.Query, int, error) {
 		ic.tables = map[string]*tableColumns{}
 	}
 	tc := ic.tables[ins.Table]
-	if tc == nil || !equalStrings(tc.names, ins.Columns) {
+	if tc == nil || !slices.Equal(tc.names, ins.Columns) {
 		tc = &tableColumns{
 			names: append([]string(nil), ins.Columns...),
 			cols:  make([]insertColumn, len(ins.Columns)),
@@ -95,18 +96,6 @@ func (ic *insertColumns) query(ins Insert) (ch.Query, int, error) {
 		}
 	}
 	return ch.Query{Body: tc.body, Input: tc.input, Settings: nativeInsertSettings}, rows, nil
-}
-
-func equalStrings(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // newInsertColumn returns an empty column for v's Go type, nil if there is

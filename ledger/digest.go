@@ -288,17 +288,4 @@ func computeStates(ctx context.Context, conn driver.Conn, db string, cols []stri
 	return out, nil
 }
 
-// sameColumns reports whether a and b list the same columns in order.
-func sameColumns(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
 func columnsKey(cols []string) string { return strings.Join(cols, ",") }

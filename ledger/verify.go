@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -393,7 +394,7 @@ func replay(chain []*Entry, rep *Report) (map[key]*rstate, map[int32]int64, int)
 						rep.Chain = append(rep.Chain, Problem{e.Seq, fmt.Sprintf("retention run %s records %s, which no seal covers", b.RunID, rr.After)})
 						continue
 					}
-					if !sameColumns(st.cols, g.Columns) {
+					if !slices.Equal(st.cols, g.Columns) {
 						rep.Chain = append(rep.Chain, Problem{e.Seq, fmt.Sprintf("retention run %s hashed %s over other columns than its seal", b.RunID, rr.After)})
 					}
 					if rr.Before.Digest != st.r.Digest || rr.Before.Rows != st.r.Rows {
