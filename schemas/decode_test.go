@@ -25,17 +25,7 @@ import (
 // the v1 golden record.
 func decodeCorpus(t testing.TB, n int) [][]byte {
 	t.Helper()
-	fleet := simulate.New(simulate.Config{Seed: 11, ReorderRate: 0.01, DuplicateRate: 0.01})
-	events := fleet.Events(n, time.Now())
-	for _, kind := range simulate.AnomalyKinds() {
-		a, err := fleet.Plant(simulate.AnomalySpec{Kind: kind, At: time.Now()})
-		if err != nil {
-			t.Fatalf("plant %s: %v", kind, err)
-		}
-		events = append(events, a.Events()...)
-	}
-	events = append(events, edgeEvents()...)
-	events = append(events, moreEdgeEvents()...)
+	events := append(simulatedEvents(t, 11, n), moreEdgeEvents()...)
 	enc := schemas.NewSingleObjectEncoder()
 	var out [][]byte
 	for i := range events {

@@ -88,12 +88,12 @@ func edgeEvents() []schemas.Event {
 	return []schemas.Event{in, de, ap, ap2, re, re2}
 }
 
-// TestEncoderMatchesHamba: the hand-written encoder writes hamba/avro's
-// bytes for simulated and edge-case events (byte for byte when no map has
-// two entries), and what it writes decodes to the event it was given.
-func TestEncoderMatchesHamba(t *testing.T) {
-	fleet := simulate.New(simulate.Config{Seed: 7, ReorderRate: 0.01, DuplicateRate: 0.01})
-	events := fleet.Events(20_000, time.Now())
+// simulatedEvents returns n events of a simulated fleet (reordered and
+// duplicated at 1%), one planted anomaly of every kind, and edgeEvents.
+func simulatedEvents(t testing.TB, seed uint64, n int) []schemas.Event {
+	t.Helper()
+	fleet := simulate.New(simulate.Config{Seed: seed, ReorderRate: 0.01, DuplicateRate: 0.01})
+	events := fleet.Events(n, time.Now())
 	for _, kind := range simulate.AnomalyKinds() {
 		a, err := fleet.Plant(simulate.AnomalySpec{Kind: kind, At: time.Now()})
 		if err != nil {
@@ -101,7 +101,14 @@ func TestEncoderMatchesHamba(t *testing.T) {
 		}
 		events = append(events, a.Events()...)
 	}
-	events = append(events, edgeEvents()...)
+	return append(events, edgeEvents()...)
+}
+
+// TestEncoderMatchesHamba: the hand-written encoder writes hamba/avro's
+// bytes for simulated and edge-case events (byte for byte when no map has
+// two entries), and what it writes decodes to the event it was given.
+func TestEncoderMatchesHamba(t *testing.T) {
+	events := simulatedEvents(t, 7, 20_000)
 	dec, err := schemas.NewDecoder(nil)
 	if err != nil {
 		t.Fatal(err)
