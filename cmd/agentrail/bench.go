@@ -33,7 +33,9 @@ func runBench(ctx context.Context, args []string) int {
 	fs.DurationVar(&cfg.Peer.FlushInterval, "peer-flush-interval", 0, "peer: kafka_flush_interval_ms (0: 1s)")
 	fs.IntVar(&cfg.BatchRows, "batch-rows", 0, "ours: ingest.batch_rows (0: ingest's default)")
 	fs.BoolVar(&cfg.CHProfile, "ch-profile", false, "after each throughput run, print ClickHouse's CPU by statement and by merge (turns on its query_log and part_log)")
-	verbose := fs.Bool("v", false, "show the components' logs")
+	verbose := fs.Bool("v", false, "show the components' logs (--log-level info)")
+	level := slog.LevelWarn
+	fs.TextVar(&level, "log-level", slog.LevelWarn, "the components' log level: debug, info, warn or error (debug shows ingest's per-batch timings)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to FILE (go tool pprof)")
 	if ok, code := parseFlags(fs, args); !ok {
 		return code
@@ -41,8 +43,7 @@ func runBench(ctx context.Context, args []string) int {
 	if *only != "" {
 		cfg.Only = strings.Split(*only, ",")
 	}
-	level := slog.LevelWarn
-	if *verbose {
+	if *verbose && level > slog.LevelInfo {
 		level = slog.LevelInfo
 	}
 	cfg.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
