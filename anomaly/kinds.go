@@ -477,32 +477,48 @@ func (k *firstUse) seed(en *Engine, agent, team string, tier int32, tool, action
 // after a denial.
 
 type try struct {
-	t  int64
-	h  uint64 // hash of the item
-	id string
+	t   int64
+	seq uint64 // arrival order, which orders tries of equal time
+	h   uint64 // hash of the item
+	id  string
 }
 
 type probeState struct {
 	denies window
 	tries  []try
+	seq    uint64 // the next try's
 	dc     distinctCache
 }
 
-// distinctCache is the distinct count of one denial's window as of the
-// last try counted, so that a try arriving in order after it costs one map
-// lookup instead of a pass over every try in the window (on an agent
-// trying thousands of actions a minute that pass was most of ingest's
-// CPU). Anything else — another denial, a try out of order, a try dropped
-// from the window — empties it, and the next count starts over.
-type distinctCache struct {
-	seen map[uint64]struct{} // nil: empty
-	dt   int64               // the denial counted: time and event id
-	did  string
-	upto int64 // time of the last try counted
-	ids  []string
+// addTry inserts tr in time order, after the tries of equal time, keeping
+// the cache current, unless it is a redelivery. At max tries it drops the
+// oldest first, or drops tr itself when tr would be the oldest.
+func (s *probeState) addTry(tr try, max int) (added, dropped bool) {
+	i := sort.Search(len(s.tries), func(i int) bool { return s.tries[i].t > tr.t })
+	for j := i - 1; j >= 0 && s.tries[j].t == tr.t; j-- {
+		if s.tries[j].id == tr.id {
+			return false, false // a redelivery
+		}
+	}
+	if len(s.tries) >= max {
+		if i == 0 {
+			return false, true
+		}
+		if s.dc.in(s.tries[0].t) {
+			s.dc.leave(s.tries, 0)
+		}
+		s.tries = s.tries[1:]
+		i--
+		dropped = true
+	}
+	tr.seq = s.seq
+	s.seq++
+	s.tries = slices.Insert(s.tries, i, tr)
+	if s.dc.in(tr.t) {
+		s.dc.add(tr)
+	}
+	return true, dropped
 }
-
-func (c *distinctCache) reset() { c.seen, c.ids = nil, nil }
 
 // probeCache turns distinctCache on; tests turn it off to compare.
 var probeCache = true
@@ -540,12 +556,18 @@ func (k *probing) itemHash(en *Engine, tool, action, target, class string) uint6
 func (k *probing) trim(en *Engine, s *probeState) {
 	cutoff := en.watermark() - 2*k.r.size
 	s.denies.trim(cutoff)
+	s.trimTries(cutoff)
+}
+
+// trimTries drops the tries before cutoff.
+func (s *probeState) trimTries(cutoff int64) {
 	i := sort.Search(len(s.tries), func(i int) bool { return s.tries[i].t >= cutoff })
 	if i > 0 {
-		// The cache needs no reset here: a dropped try lies inside the
-		// cached denial's window only if that denial is older than the
-		// cutoff too, and then it was just trimmed and is no longer counted.
-		//
+		// A dropped try lies inside the counted window only if that
+		// denial is older than the cutoff too (and was just trimmed).
+		if s.dc.valid && s.tries[i-1].t > s.dc.dt {
+			s.dc.reset()
+		}
 		// Dropping the front by slicing, not copying the rest down on
 		// every try: appends reallocate once the array's end is reached
 		// and copy only the tries kept, so each try is copied O(1) times.
@@ -582,25 +604,12 @@ func (k *probing) observe(en *Engine, ev *schemas.Event, ti *traceInfo, late boo
 			return
 		}
 		k.trim(en, &e.s)
-		tr := try{t: t, h: k.itemHash(en, in.Tool, in.Action, in.Target, in.ActionClass), id: ev.EventID}
-		i := sort.Search(len(e.s.tries), func(i int) bool { return e.s.tries[i].t > t })
-		for j := i - 1; j >= 0 && e.s.tries[j].t == t; j-- {
-			if e.s.tries[j].id == tr.id {
-				return // a redelivery
-			}
-		}
-		if len(e.s.tries) >= k.lim.maxEvents {
+		added, dropped := e.s.addTry(try{t: t, h: k.itemHash(en, in.Tool, in.Action, in.Target, in.ActionClass), id: ev.EventID}, k.lim.maxEvents)
+		if dropped {
 			k.c.truncated++
-			if i == 0 {
-				return
-			}
-			e.s.tries = e.s.tries[1:]
-			i--
-			e.s.dc.reset()
 		}
-		e.s.tries = slices.Insert(e.s.tries, i, tr)
-		if i != len(e.s.tries)-1 {
-			e.s.dc.reset() // out of order: it may fall before tries counted
+		if !added {
+			return
 		}
 		// Of the denials whose window holds t, the earliest one's window
 		// holds every try the later ones' do up to its end: while no try
@@ -622,7 +631,7 @@ func (k *probing) observe(en *Engine, ev *schemas.Event, ti *traceInfo, late boo
 		}
 		best, n, ids := first, 0, []string(nil)
 		if end := e.s.denies[first].t + k.r.size; e.s.tries[len(e.s.tries)-1].t <= end {
-			n, ids = k.distinctLatest(e, first, tr)
+			n, ids = k.distinctLatest(e, first)
 		} else {
 			for di := first; di < len(e.s.denies) && e.s.denies[di].t < t; di++ {
 				if c, cids := k.distinct(en, e, di); c > n {
@@ -673,27 +682,13 @@ func (k *probing) count(e *entry[probeState], d stamp, seen map[uint64]struct{})
 	return ids
 }
 
-// distinctLatest is distinct for the denial di when tr is the latest try:
-// from the cache when it counted that denial's window up to an earlier try,
-// else counted afresh and cached.
-func (k *probing) distinctLatest(e *entry[probeState], di int, tr try) (int, []string) {
-	d, c := e.s.denies[di], &e.s.dc
+// distinctLatest is distinct for the denial di when no try lies beyond
+// its window: from the cache, moved to that window.
+func (k *probing) distinctLatest(e *entry[probeState], di int) (int, []string) {
 	if !probeCache {
 		return k.distinct(nil, e, di)
 	}
-	if c.seen != nil && c.dt == d.t && c.did == d.id && tr.t >= c.upto {
-		if _, ok := c.seen[tr.h]; !ok {
-			c.seen[tr.h] = struct{}{}
-			if len(c.ids) < k.lim.maxIDs {
-				c.ids = append(c.ids, tr.id)
-			}
-		}
-		c.upto = tr.t
-		return len(c.seen), c.ids
-	}
-	c.seen, c.dt, c.did, c.upto = map[uint64]struct{}{}, d.t, d.id, tr.t
-	c.ids = k.count(e, d, c.seen)
-	return len(c.seen), c.ids
+	return e.s.dc.count(e.s.tries, e.s.denies[di], k.r.size, k.lim.maxIDs)
 }
 
 func (k *probing) fire(en *Engine, e *entry[probeState], di, n int, ids []string, at int64) {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"reflect"
+	"slices"
 	"testing"
 	"time"
 
@@ -71,4 +72,96 @@ func probeStream(seed uint64) []*schemas.Event {
 		at = at.Add(time.Duration(r.IntN(3000)) * time.Millisecond)
 	}
 	return evs
+}
+
+// TestDistinctCacheMatchesRecount drives one group's tries the way
+// probing_after_deny does (tries in and out of order, redeliveries, the
+// oldest dropped at max_events, trimming) and, after every step, checks the
+// window the cache holds and then asks it for a denial's window, mostly a
+// later one, sometimes an earlier: the count and evidence ids must equal a
+// plain recount of the window, for evidence caps from none to more than the
+// items tried.
+func TestDistinctCacheMatchesRecount(t *testing.T) {
+	const size, maxEvents = 60_000_000, 40 // a minute, µs
+	recount := func(tries []try, d stamp, maxIDs int) (int, []string) {
+		seen := map[uint64]bool{}
+		ids := []string{d.id}
+		for _, tr := range tries {
+			if tr.t <= d.t || tr.t > d.t+size || seen[tr.h] {
+				continue
+			}
+			seen[tr.h] = true
+			if len(ids) < maxIDs {
+				ids = append(ids, tr.id)
+			}
+		}
+		return len(seen), ids
+	}
+	var checks, slides, leaves, disordered int
+	for _, maxIDs := range []int{0, 1, 2, 4, 20} {
+		for _, items := range []int{3, 12, 60} {
+			for _, step := range []int64{20_000, 400_000, 3_000_000} { // µs between tries
+				for seed := uint64(1); seed <= 4; seed++ {
+					name := fmt.Sprintf("max_event_ids %d, %d items, step %dµs, seed %d", maxIDs, items, step, seed)
+					r := rand.New(rand.NewPCG(seed, uint64(maxIDs*1000+items)))
+					var s probeState
+					var denies []stamp
+					now := int64(1e12)
+					for i := 0; i < 1500; i++ {
+						now += r.Int64N(step)
+						switch x := r.IntN(100); {
+						case x < 3:
+							denies = append(denies, stamp{t: now - r.Int64N(size/2), id: fmt.Sprintf("d%d", i)})
+						case x < 5 && len(s.tries) > 0: // a redelivery
+							s.addTry(s.tries[r.IntN(len(s.tries))], maxEvents)
+						case x < 7: // a pause: trim
+							now += r.Int64N(3 * size)
+							s.trimTries(now - 2*size)
+						default:
+							at := now
+							if x < 25 { // out of order, up to 50 s back
+								at -= r.Int64N(50_000_000)
+								if s.dc.in(at) {
+									disordered++
+								}
+							}
+							if len(s.tries) >= maxEvents && s.dc.in(s.tries[0].t) {
+								leaves++
+							}
+							s.addTry(try{t: at, h: uint64(r.IntN(items)), id: fmt.Sprintf("e%d", i)}, maxEvents)
+						}
+						if c := &s.dc; c.valid {
+							n, ids := recount(s.tries, stamp{t: c.dt, id: c.did}, maxIDs)
+							got := []string{c.did}
+							for _, tr := range c.listed {
+								got = append(got, tr.id)
+							}
+							if n != len(c.items) || !slices.Equal(got, ids) {
+								t.Fatalf("%s, step %d: the cache holds %d %v, a recount gives %d %v", name, i, len(c.items), got, n, ids)
+							}
+						}
+						if len(denies) == 0 {
+							continue
+						}
+						d := denies[len(denies)-1-min(r.IntN(3), len(denies)-1)]
+						if r.IntN(10) == 0 {
+							d = denies[r.IntN(len(denies))]
+						}
+						if c := s.dc; c.valid && d.t > c.dt && d.t < c.end {
+							slides++
+						}
+						n, ids := s.dc.count(s.tries, d, size, maxIDs)
+						if wn, wids := recount(s.tries, d, maxIDs); n != wn || !slices.Equal(ids, wids) {
+							t.Fatalf("%s, step %d: the cache counts %d %v, a recount %d %v", name, i, n, ids, wn, wids)
+						}
+						checks++
+					}
+				}
+			}
+		}
+	}
+	if checks < 100_000 || slides < 1000 || leaves < 1000 || disordered < 1000 {
+		t.Errorf("%d checks, %d slides, %d leaves, %d tries out of order: the streams do not exercise the cache", checks, slides, leaves, disordered)
+	}
+	t.Logf("%d checks, %d slides, %d leaves, %d tries out of order", checks, slides, leaves, disordered)
 }
