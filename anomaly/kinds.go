@@ -668,9 +668,10 @@ func (k *probing) distinct(en *Engine, e *entry[probeState], di int) (int, []str
 // max_event_ids.
 func (k *probing) count(e *entry[probeState], d stamp, seen map[uint64]struct{}) []string {
 	ids := []string{d.id}
-	for _, tr := range e.s.tries {
-		if tr.t <= d.t || tr.t > d.t+k.r.size {
-			continue
+	tries := e.s.tries
+	for _, tr := range tries[sort.Search(len(tries), func(i int) bool { return tries[i].t > d.t }):] {
+		if tr.t > d.t+k.r.size {
+			break
 		}
 		if _, ok := seen[tr.h]; !ok {
 			seen[tr.h] = struct{}{}
