@@ -44,6 +44,7 @@ func TestConfigErrors(t *testing.T) {
 		{"bad signatures mode", "signatures:\n  mode: warn\n", `signatures.mode: "warn" must be enforce or off`},
 		{"bad compression", "clickhouse:\n  compression: gzip\n", "clickhouse.compression"},
 		{"gc percent", "ingest:\n  gc_percent: 5\n", "ingest.gc_percent: 5 out of range"},
+		{"memory limit", "ingest:\n  memory_limit_mb: 100\n", "ingest.memory_limit_mb: 100 out of range"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
