@@ -563,8 +563,9 @@ func (k *probing) trim(en *Engine, s *probeState) {
 func (s *probeState) trimTries(cutoff int64) {
 	i := sort.Search(len(s.tries), func(i int) bool { return s.tries[i].t >= cutoff })
 	if i > 0 {
-		// A dropped try lies inside the counted window only if that
-		// denial is older than the cutoff too (and was just trimmed).
+		// A dropped try of the counted window leaves the cache stale:
+		// count afresh next time. (That happens only once the counted
+		// denial is older than the cutoff too, and was just trimmed.)
 		if s.dc.valid && s.tries[i-1].t > s.dc.dt {
 			s.dc.reset()
 		}
