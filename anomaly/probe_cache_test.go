@@ -165,3 +165,40 @@ func TestDistinctCacheMatchesRecount(t *testing.T) {
 	}
 	t.Logf("%d checks, %d slides, %d leaves, %d tries out of order", checks, slides, leaves, disordered)
 }
+
+// BenchmarkDistinctCacheWorstCase prices a try on a full group whose
+// denial's window holds every try, where each try pushes the oldest out:
+// the item leaving tries again `period` tries later, and the cache's next
+// and fill scan that far forward to find its new first try. A period near
+// max_events_per_group (4,096 by default) is the worst an agent's stream
+// can make it; the cost per try is O(period), bounded by the group's size.
+func BenchmarkDistinctCacheWorstCase(b *testing.B) {
+	const maxEvents, maxIDs = 4096, 20 // the defaults
+	const size = int64(1) << 50        // one window over every try
+	ids := make([]string, 2*maxEvents)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("e%d", i)
+	}
+	for _, period := range []int{1, 16, 512, 4000} {
+		b.Run(fmt.Sprintf("period=%d", period), func(b *testing.B) {
+			var s probeState
+			d := stamp{t: 0, id: "d"}
+			at := int64(1)
+			try1 := func(i int) {
+				s.addTry(try{t: at, h: uint64(i % period), id: ids[i%len(ids)]}, maxEvents)
+				at++
+				s.dc.count(s.tries, d, size, maxIDs)
+			}
+			for i := range 2 * maxEvents { // fill the group
+				try1(i)
+			}
+			if !s.dc.valid || len(s.tries) != maxEvents {
+				b.Fatalf("the cache is not counting a full group: valid %v, %d tries", s.dc.valid, len(s.tries))
+			}
+			b.ResetTimer()
+			for i := range b.N {
+				try1(i)
+			}
+		})
+	}
+}
