@@ -187,10 +187,12 @@ func Lookup(ctx context.Context, ch driver.Conn, database, traceID string, now t
 const hintSlack = 7 * 24 * time.Hour
 
 // readSteps reads a trace's events, each once, in time order, with an
-// extra condition and its arguments.
+// extra condition and its arguments. Unlike the correlator's rebuild, it
+// keeps the server's exact FINAL mode for skip indexes (see
+// skipIndexesFinal): for one trace the exact mode is the faster.
 func readSteps(ctx context.Context, ch driver.Conn, database, traceID, cond string, args ...any) ([]schemas.Event, []Step, error) {
 	rows, err := ch.Query(ctx, `SELECT `+stepColumns+` FROM `+database+`.events FINAL WHERE trace_id = ? `+cond+`
-		ORDER BY event_time, event_id`+skipIndexesFinal, append([]any{traceID}, args...)...)
+		ORDER BY event_time, event_id`, append([]any{traceID}, args...)...)
 	if err != nil {
 		return nil, nil, fmt.Errorf("correlate: read trace %s: %w", traceID, err)
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/agentrail/agentrail/consumers"
+	"github.com/agentrail/agentrail/consumers/correlate"
 	"github.com/agentrail/agentrail/internal/chserver"
 	"github.com/agentrail/agentrail/internal/chstore"
 	"github.com/agentrail/agentrail/internal/kafkacfg"
@@ -354,6 +355,30 @@ func (e *env) analystQueries(ctx context.Context) ([]query, error) {
 		}
 		out = append(out, query{name: q.name, ms: summarize(ms[1:]), rows: rows}) // the first run warms the cache
 	}
+	// The same trace as an analyst reads it: `agentrail trace` (correlate.Lookup)
+	// reads the trace's row, which names its team, agent and time (a prefix
+	// of the events sort key), then its events and its violations. The
+	// correlator writes that row in production; here it is derived from the
+	// trace's events.
+	if err := e.conn.Exec(ctx, `INSERT INTO `+db+`.traces (trace_id, kafka_partition, team, agent_id, tier,
+		first_event_time, last_event_time, events, abandon_at, updated_at, version)
+		SELECT trace_id, any(kafka_partition), any(team), any(agent_id), max(tier), min(event_time), max(event_time),
+			count(), max(event_time) + INTERVAL 1 DAY, now64(6), 1
+		FROM `+db+`.events WHERE trace_id = ? GROUP BY trace_id`, trace); err != nil {
+		return nil, fmt.Errorf("one trace's row: %w", err)
+	}
+	var ms []float64
+	rows := 0
+	for range 7 {
+		start := time.Now()
+		rep, err := correlate.Lookup(ctx, e.conn, db, trace, time.Now(), correlate.DefaultAbandonAfter)
+		if err != nil {
+			return nil, fmt.Errorf("agentrail trace: %w", err)
+		}
+		ms = append(ms, float64(time.Since(start).Microseconds())/1000)
+		rows = len(rep.Events)
+	}
+	out = append(out, query{name: "one trace through `agentrail trace` (correlate.Lookup: its row, events, violations)", ms: summarize(ms[1:]), rows: rows})
 	// The weekly report as `agentrail report weekly` builds and renders it
 	// (HTML and chart, without sending), for the
 	// last complete week (the table spans four).
