@@ -159,11 +159,37 @@ func engineConfig(c Config) string {
 		s += "  <user_directories><users_xml><path>" + html.EscapeString(p) + "</path></users_xml></user_directories>\n"
 	}
 	if c.SystemLogs {
-		for _, t := range []string{"query_log", "part_log"} {
+		for _, t := range systemLogTables {
 			s += "  <" + t + "><database>system</database><table>" + t + "</table><flush_interval_milliseconds>1000</flush_interval_milliseconds></" + t + ">\n"
 		}
 	}
 	return s + "</clickhouse>\n"
+}
+
+// systemLogTables are the system logs SystemLogs turns on.
+var systemLogTables = []string{"query_log", "part_log"}
+
+// clearOrphanLogs removes what an earlier run's system logs left in the
+// data dir. The engine keeps no metadata for its system database, so at
+// the next start it makes the log tables anew and finds their data
+// directories taken: every flush then fails ("Directory for table data
+// data/system/query_log/ already exists") and the logs stay empty. The old
+// rows cannot be read without that metadata anyway.
+func clearOrphanLogs(dataDir string, log *slog.Logger) error {
+	for _, t := range systemLogTables {
+		if _, err := os.Stat(filepath.Join(dataDir, "metadata", "system", t+".sql")); err == nil {
+			continue // the engine keeps this one: not an orphan
+		}
+		dir := filepath.Join(dataDir, "data", "system", t)
+		if _, err := os.Stat(dir); err != nil {
+			continue
+		}
+		if err := os.RemoveAll(dir); err != nil {
+			return fmt.Errorf("chserver: remove the previous run's %s: %w", t, err)
+		}
+		log.Info("removed the previous run's system log, which the engine cannot reattach", "table", "system."+t)
+	}
+	return nil
 }
 
 func (c Config) withDefaults() Config {
@@ -236,6 +262,11 @@ func Serve(ctx context.Context, cfg Config) error {
 	}
 	if err := os.WriteFile(filepath.Join(dataDir, configName), []byte(engineConfig(cfg)), 0o644); err != nil {
 		return fmt.Errorf("chserver: write engine config: %w", err)
+	}
+	if cfg.SystemLogs {
+		if err := clearOrphanLogs(dataDir, cfg.Logger); err != nil {
+			return err
+		}
 	}
 	if err := checkPortsFree(cfg); err != nil {
 		return err

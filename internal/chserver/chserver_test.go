@@ -254,6 +254,52 @@ func TestServeRealClickHouse(t *testing.T) {
 	}
 }
 
+// TestSystemLogsAfterRestart: the query log keeps working when the server
+// starts again on the same data dir (the engine used to find the previous
+// run's log directory in its way, and every flush failed).
+func TestSystemLogsAfterRestart(t *testing.T) {
+	bin, cfg := childServer(t)
+	cfg.SystemLogs = true
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	for run := 1; run <= 2; run++ {
+		p, err := StartProcess(ctx, bin, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = p.Kill() })
+		conn, err := clickhouse.Open(&clickhouse.Options{Addr: []string{p.Addr()}, Auth: clickhouse.Auth{Username: "default"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		marker := fmt.Sprintf("SELECT %d AS restart_marker", run)
+		if err := conn.Exec(ctx, marker); err != nil {
+			t.Fatal(err)
+		}
+		// A flush that cannot write waits for the log to catch up: bound it.
+		flushCtx, cancelFlush := context.WithTimeout(ctx, 20*time.Second)
+		err = conn.Exec(flushCtx, "SYSTEM FLUSH LOGS")
+		cancelFlush()
+		if err != nil {
+			t.Fatalf("run %d: flush the system logs: %v", run, err)
+		}
+		var n uint64
+		if err := conn.QueryRow(ctx, "SELECT count() FROM system.query_log WHERE query = ?", marker).Scan(&n); err != nil {
+			t.Fatalf("run %d: read system.query_log: %v", run, err)
+		}
+		if n == 0 {
+			t.Fatalf("run %d: system.query_log has no row for %q", run, marker)
+		}
+		_ = conn.Close()
+		stopCtx, cancelStop := context.WithTimeout(ctx, 30*time.Second)
+		err = p.Stop(stopCtx)
+		cancelStop()
+		if err != nil {
+			t.Fatalf("run %d: stop: %v", run, err)
+		}
+	}
+}
+
 // TestSurvivesMisbehavingClients: a client that speaks HTTP to the native
 // port, or resets its connection, must not take the server down (in
 // non-interactive clickhouse-local it did: ClickHouse issue 115666).
