@@ -175,6 +175,23 @@ func childServer(t *testing.T) (string, Config) {
 	return bin, cfg
 }
 
+// startChild starts the server child and connects to it; both are closed
+// when the test ends (a stopped server's connection just fails).
+func startChild(ctx context.Context, t *testing.T, bin string, cfg Config) (*Process, clickhouse.Conn) {
+	t.Helper()
+	p, err := StartProcess(ctx, bin, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Kill() })
+	conn, err := clickhouse.Open(&clickhouse.Options{Addr: []string{p.Addr()}, Auth: clickhouse.Auth{Username: "default"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	return p, conn
+}
+
 // TestServeRealClickHouse starts the real engine in a child process, writes
 // through the native protocol, SIGKILLs the server and checks that the rows
 // survive a restart on the same data dir.
@@ -183,20 +200,7 @@ func TestServeRealClickHouse(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 
-	start := func() (*Process, clickhouse.Conn) {
-		t.Helper()
-		p, err := StartProcess(ctx, bin, cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = p.Kill() })
-		conn, err := clickhouse.Open(&clickhouse.Options{Addr: []string{p.Addr()}, Auth: clickhouse.Auth{Username: "default"}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = conn.Close() })
-		return p, conn
-	}
+	start := func() (*Process, clickhouse.Conn) { t.Helper(); return startChild(ctx, t, bin, cfg) }
 	count := func(conn clickhouse.Conn) uint64 {
 		t.Helper()
 		var n uint64
@@ -263,22 +267,14 @@ func TestSystemLogsAfterRestart(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	for run := 1; run <= 2; run++ {
-		p, err := StartProcess(ctx, bin, cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = p.Kill() })
-		conn, err := clickhouse.Open(&clickhouse.Options{Addr: []string{p.Addr()}, Auth: clickhouse.Auth{Username: "default"}})
-		if err != nil {
-			t.Fatal(err)
-		}
+		p, conn := startChild(ctx, t, bin, cfg)
 		marker := fmt.Sprintf("SELECT %d AS restart_marker", run)
 		if err := conn.Exec(ctx, marker); err != nil {
 			t.Fatal(err)
 		}
 		// A flush that cannot write waits for the log to catch up: bound it.
 		flushCtx, cancelFlush := context.WithTimeout(ctx, 20*time.Second)
-		err = conn.Exec(flushCtx, "SYSTEM FLUSH LOGS")
+		err := conn.Exec(flushCtx, "SYSTEM FLUSH LOGS")
 		cancelFlush()
 		if err != nil {
 			t.Fatalf("run %d: flush the system logs: %v", run, err)
@@ -290,7 +286,6 @@ func TestSystemLogsAfterRestart(t *testing.T) {
 		if n == 0 {
 			t.Fatalf("run %d: system.query_log has no row for %q", run, marker)
 		}
-		_ = conn.Close()
 		stopCtx, cancelStop := context.WithTimeout(ctx, 30*time.Second)
 		err = p.Stop(stopCtx)
 		cancelStop()
