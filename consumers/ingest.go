@@ -106,10 +106,9 @@ type IngestConfig struct {
 	// large (fewer, bigger parts for ClickHouse to merge) without the
 	// process growing with it. Keep it below the memory the process may
 	// use: past it the runtime spends up to half the CPU collecting. 0
-	// leaves the runtime's setting: the limit costs CPU (2048 cut the bench's
-	// peak RSS by 0.5-0.7 GB and cost ingest 0.1-1.6 CPU-µs per event;
-	// docs/PERFORMANCE.md), so it is the operator's
-	// choice.
+	// leaves the runtime's setting: the limit costs CPU (2048 cut the
+	// bench's peak RSS by 0.5-0.7 GB and cost ingest 0.1-1.6 CPU-µs per
+	// event; docs/PERFORMANCE.md), so it is the operator's choice.
 	MemoryLimitMB int `yaml:"memory_limit_mb"`
 }
 

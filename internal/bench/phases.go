@@ -334,26 +334,23 @@ func (e *env) analystQueries(ctx context.Context) ([]query, error) {
 	}
 	var out []query
 	for _, q := range qs {
-		var ms []float64
-		rows := 0
-		for range 7 {
-			start := time.Now()
+		ms, rows, err := timeRuns(7, func() (int, error) {
 			rs, err := e.conn.Query(ctx, q.sql, q.args...)
 			if err != nil {
-				return nil, fmt.Errorf("%s: %w", q.name, err)
+				return 0, err
 			}
-			rows = 0
+			rows := 0
 			for rs.Next() {
 				rows++
 			}
 			err = rs.Err()
 			rs.Close()
-			if err != nil {
-				return nil, fmt.Errorf("%s: %w", q.name, err)
-			}
-			ms = append(ms, float64(time.Since(start).Microseconds())/1000)
+			return rows, err
+		})
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", q.name, err)
 		}
-		out = append(out, query{name: q.name, ms: summarize(ms[1:]), rows: rows}) // the first run warms the cache
+		out = append(out, query{name: q.name, ms: ms, rows: rows})
 	}
 	// The same trace as an analyst reads it: `agentrail trace` (correlate.Lookup)
 	// reads the trace's row, which names its team, agent and time (a prefix
@@ -367,18 +364,17 @@ func (e *env) analystQueries(ctx context.Context) ([]query, error) {
 		FROM `+db+`.events WHERE trace_id = ? GROUP BY trace_id`, trace); err != nil {
 		return nil, fmt.Errorf("one trace's row: %w", err)
 	}
-	var ms []float64
-	rows := 0
-	for range 7 {
-		start := time.Now()
+	ms, rows, err := timeRuns(7, func() (int, error) {
 		rep, err := correlate.Lookup(ctx, e.conn, db, trace, time.Now(), correlate.DefaultAbandonAfter)
 		if err != nil {
-			return nil, fmt.Errorf("agentrail trace: %w", err)
+			return 0, err
 		}
-		ms = append(ms, float64(time.Since(start).Microseconds())/1000)
-		rows = len(rep.Events)
+		return len(rep.Events), nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("agentrail trace: %w", err)
 	}
-	out = append(out, query{name: "one trace through `agentrail trace` (correlate.Lookup: its row, events, violations)", ms: summarize(ms[1:]), rows: rows})
+	out = append(out, query{name: "one trace through `agentrail trace` (correlate.Lookup: its row, events, violations)", ms: ms, rows: rows})
 	// The weekly report as `agentrail report weekly` builds and renders it
 	// (HTML and chart, without sending), for the
 	// last complete week (the table spans four).
@@ -391,25 +387,26 @@ func (e *env) analystQueries(ctx context.Context) ([]query, error) {
 	}
 	wk := reports.LastComplete(time.Now(), info.Location)
 	timeReport := func(what string) error {
-		var ms []float64
 		actions, ungranted := 0, 0
-		for range 4 {
-			start := time.Now()
+		ms, _, err := timeRuns(4, func() (int, error) {
 			r, err := b.Build(ctx, info, wk)
 			if err != nil {
-				return fmt.Errorf("weekly report: %w", err)
+				return 0, err
 			}
 			if _, err := reports.Render(r, "bench.invalid"); err != nil {
-				return fmt.Errorf("weekly report: %w", err)
+				return 0, err
 			}
-			ms = append(ms, float64(time.Since(start).Microseconds())/1000)
 			actions, ungranted = r.Figures.Actions, len(r.Permissions.Ungranted)
+			return 1, nil
+		})
+		if err != nil {
+			return fmt.Errorf("weekly report: %w", err)
 		}
 		name := fmt.Sprintf("team %s's weekly report %s (reports.Builder, %d actions%s)", team, wk, actions, what)
 		if ungranted > 0 {
 			name = fmt.Sprintf("%s, %d ungranted", strings.TrimSuffix(name, ")"), ungranted) + ")"
 		}
-		out = append(out, query{name: name, ms: summarize(ms[1:]), rows: 1, report: true})
+		out = append(out, query{name: name, ms: ms, rows: 1, report: true})
 		return nil
 	}
 	if err := timeReport(", no registry"); err != nil {
@@ -493,4 +490,19 @@ func (e *env) storage(ctx context.Context, db string) ([]tierBytes, error) {
 		out = append(out, tierBytes{tier: int(tier), rows: rows, bytesPerEvent: float64(bytes) / float64(rows)})
 	}
 	return out, rs.Err()
+}
+
+// timeRuns calls f runs times and summarizes its wall time in ms over all
+// but the first call, which warms the caches; rows is what the last call
+// returned.
+func timeRuns(runs int, f func() (rows int, err error)) (ms stats, rows int, err error) {
+	var xs []float64
+	for range runs {
+		start := time.Now()
+		if rows, err = f(); err != nil {
+			return stats{}, 0, err
+		}
+		xs = append(xs, float64(time.Since(start).Microseconds())/1000)
+	}
+	return summarize(xs[1:]), rows, nil
 }
