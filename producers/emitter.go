@@ -524,11 +524,12 @@ func (e *Emitter) acquire(ctx context.Context, began time.Time) error {
 }
 
 // wakeMargin is how much earlier than the limit a waiting call gives up:
-// a timer's goroutine runs a little after the timer fires (0.2-0.7 ms
-// measured under load by agentrail bench, once 1.11 ms, when a 1 ms margin
-// let a call block 50.11 ms against a 50 ms limit), and the call must still
-// return within the limit.
-func wakeMargin(limit time.Duration) time.Duration { return min(limit/10, 2*time.Millisecond) }
+// after its timer fires, the call must still be scheduled and return, and
+// on a loaded host that takes milliseconds. A fixed 2 ms margin let calls
+// block 51-55 ms against a 50 ms limit in `agentrail bench --only producer`
+// with three busy loops on the two cores; a tenth of the limit kept them at
+// 48.8-49.4 ms (docs/PERFORMANCE.md, "The block limit under CPU load").
+func wakeMargin(limit time.Duration) time.Duration { return limit / 10 }
 
 func (e *Emitter) recycle(p *pending) {
 	if cap(p.buf) > maxPooledBuf {
