@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -110,8 +112,9 @@ type Emitter struct {
 type pending struct {
 	context.Context
 	rec     kgo.Record
-	buf     []byte // key (the trace id) then value; inline unless it outgrew it
-	eventID string
+	buf     []byte                         // key (the trace id) then value; inline unless it outgrew it
+	eventID string                         // the event's id: the caller's string, or one over id
+	id      [eventIDLen]byte               // the id a typed method made for the event
 	mark    chan struct{}                  // a flush marker: handOver closes it instead of producing
 	hdrs    [2]kgo.RecordHeader            // signature headers (sign.go)
 	sig     [signing.MaxSignatureSize]byte // the signature's bytes
@@ -308,7 +311,7 @@ func (e *Emitter) Result(ctx context.Context, a *Action, r schemas.Result) error
 // Emit publishes ev as it is, validated but not filled in. Replay and the
 // simulator use it; agents use the typed methods.
 func (e *Emitter) Emit(ctx context.Context, ev *schemas.Event) error {
-	return e.publish(ctx, ev, time.Now())
+	return e.publish(ctx, e.records.Get().(*pending), ev, time.Now())
 }
 
 func (e *Emitter) agent(a *Action) *schemas.Agent {
@@ -326,7 +329,13 @@ func (e *Emitter) publishBox(ctx context.Context, b *eventBox, a *Action, typ sc
 	}
 	now := time.Now()
 	ev := &b.ev
-	ev.EventID = newEventID(now)
+	// The id is made in the record that will carry the event, and the event
+	// refers to it there: no string of its own to allocate. The event is
+	// cleared below, and the record's id is copied before the record is
+	// reused (delivered), so the reference never outlives its bytes.
+	p := e.records.Get().(*pending)
+	putEventID(&p.id, now)
+	ev.EventID = unsafe.String(&p.id[0], len(p.id))
 	ev.TraceID = tc.TraceID
 	ev.SpanID = tc.SpanID
 	ev.Type = typ
@@ -337,7 +346,7 @@ func (e *Emitter) publishBox(ctx context.Context, b *eventBox, a *Action, typ sc
 	ev.Producer = e.cfg.Producer
 	ev.SessionID = a.SessionID
 	ev.Labels = a.Labels
-	err := e.publish(ctx, ev, now)
+	err := e.publish(ctx, p, ev, now)
 	*b = eventBox{}
 	e.boxes.Put(b)
 	return err
@@ -345,11 +354,10 @@ func (e *Emitter) publishBox(ctx context.Context, b *eventBox, a *Action, typ sc
 
 // publish validates and encodes ev, and queues it for handOver. It blocks
 // only while waiting for buffer space, at most BlockLimit.
-func (e *Emitter) publish(ctx context.Context, ev *schemas.Event, now time.Time) error {
+func (e *Emitter) publish(ctx context.Context, p *pending, ev *schemas.Event, now time.Time) error {
 	// Validation and encoding are one pass over the event (AppendValid),
 	// made first: an invalid event is refused as invalid whatever the
 	// Emitter's state.
-	p := e.records.Get().(*pending)
 	buf := append(p.buf[:0], ev.TraceID...)
 	buf, err := e.enc.AppendValidIn(buf, ev, now, schemas.Limits{}, e.env)
 	p.buf = buf
@@ -545,7 +553,10 @@ func (e *Emitter) recycle(p *pending) {
 // a time on its own goroutine, and forgets the record once this returns.
 func (e *Emitter) delivered(r *kgo.Record, err error) {
 	p := r.Context.(*pending)
-	id := p.eventID
+	var id string
+	if err != nil && e.cfg.OnDeliveryError != nil {
+		id = strings.Clone(p.eventID) // it may refer to p.id, which recycle frees
+	}
 	e.recycle(p)
 	<-e.slots
 	if err == nil {
@@ -775,17 +786,19 @@ func (m *metrics) countAccepted(t schemas.EventType) {
 	}
 }
 
-// newEventID returns a UUIDv7 (RFC 9562): time-ordered to the millisecond,
-// then 74 random bits, so ids sort roughly by creation and never collide in
-// practice.
-func newEventID(now time.Time) string {
+// eventIDLen is the length of a UUID's text.
+const eventIDLen = 36
+
+// putEventID writes a new UUIDv7 (RFC 9562) into b: time-ordered to the
+// millisecond, then 74 random bits, so ids sort roughly by creation and
+// never collide in practice.
+func putEventID(b *[eventIDLen]byte, now time.Time) {
 	ms := uint64(now.UnixMilli())
 	hi := ms<<16 | 0x7000 | rand.Uint64()&0x0fff                // 48-bit time, version 7, 12 random bits
 	lo := rand.Uint64()&0x3fffffffffffffff | 0x8000000000000000 // variant 10, 62 random bits
 	var h [32]byte
 	putHex64(h[0:16], hi)
 	putHex64(h[16:32], lo)
-	var b [36]byte
 	copy(b[0:8], h[0:8])
 	b[8] = '-'
 	copy(b[9:13], h[8:12])
@@ -795,5 +808,4 @@ func newEventID(now time.Time) string {
 	copy(b[19:23], h[16:20])
 	b[23] = '-'
 	copy(b[24:36], h[20:32])
-	return string(b[:])
 }

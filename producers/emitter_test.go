@@ -574,6 +574,51 @@ func TestBrokerGone(t *testing.T) {
 	}
 }
 
+// TestDeliveryErrorKeepsID: the id OnDeliveryError gets stays the failed
+// event's even when its record is reused at once, as it is when the
+// callback itself emits (a typed method's event id lives in its record).
+func TestDeliveryErrorKeepsID(t *testing.T) {
+	c := startBroker(t)
+	ctx := context.Background()
+	type report struct{ got, after string }
+	reports := make(chan report, 64)
+	var em *Emitter
+	result := func() error {
+		a := Action{Trace: NewTraceContext(), RequestedBy: "alice@acme.test", Tier: 1, Digest: strings.Repeat("a", 64)}
+		return em.Result(ctx, &a, schemas.Result{Status: schemas.ResultSuccess})
+	}
+	em, _ = newTestEmitter(t, c.ListenAddrs(), func(cfg *Config) {
+		cfg.DeliveryTimeout = time.Second
+		cfg.kgoOpts = fastRetries
+		cfg.OnDeliveryError = func(id string, err error) {
+			got := strings.Clone(id)
+			// The record just freed is the likeliest one for this call to
+			// take; the call is refused, but only after making its id.
+			_ = result()
+			select {
+			case reports <- report{got, id}:
+			default:
+			}
+		}
+	})
+	must(t, result())
+	must(t, em.Flush(ctx))
+	c.Close()
+	for range 5 {
+		if result() != nil {
+			break
+		}
+	}
+	select {
+	case r := <-reports:
+		if r.after != r.got || !uuid7.MatchString(r.got) {
+			t.Fatalf("OnDeliveryError got id %q, which became %q once the callback emitted", r.got, r.after)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no delivery failure reported within 10s")
+	}
+}
+
 // TestRecovers: once Kafka is back, the Emitter accepts events again.
 func TestRecovers(t *testing.T) {
 	// A persisted broker comes back with the same topic (and topic id), as
@@ -678,9 +723,12 @@ func TestConfigValidate(t *testing.T) {
 	}
 }
 
-func TestNewEventID(t *testing.T) {
+func TestPutEventID(t *testing.T) {
 	now := time.Now()
-	a, b := newEventID(now), newEventID(now)
+	var ab, bb [eventIDLen]byte
+	putEventID(&ab, now)
+	putEventID(&bb, now)
+	a, b := string(ab[:]), string(bb[:])
 	if !uuid7.MatchString(a) || a == b {
 		t.Fatalf("ids %q %q: want distinct UUIDv7s", a, b)
 	}

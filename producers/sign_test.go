@@ -101,8 +101,11 @@ func TestSigningConfig(t *testing.T) {
 	}
 }
 
-// Signing adds no allocation to an emit.
+// A typed call allocates nothing, signed or not (the issue allows two).
 func TestEmitSignedAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("under the race detector sync.Pool drops items at random, so pooled records are made anew")
+	}
 	c := startBroker(t)
 	seed := bytes.Repeat([]byte{3}, 32)
 	s, err := signing.NewSigner(testAgent.ID, "billing-bot-1", signing.Ed25519, seed)
@@ -134,7 +137,7 @@ func TestEmitSignedAllocs(t *testing.T) {
 	}
 	a0, a1 := allocs(plain), allocs(signed)
 	t.Logf("allocations per emit: unsigned %v, signed %v", a0, a1)
-	if a1 > a0 {
-		t.Errorf("signed emit: %v allocations, unsigned %v", a1, a0)
+	if a0 != 0 || a1 != 0 {
+		t.Errorf("allocations per emit: unsigned %v, signed %v; want none", a0, a1)
 	}
 }
