@@ -636,9 +636,12 @@ func (in *Ingest) prepare(ctx context.Context, r *kgo.Record, a *Accepted, reds 
 	}
 	e := &a.Event
 	var decErr error
+	var invalid *schemas.ValidationError
 	err := retry(ctx, in, "decode", func() error {
-		decErr = in.dec.Decode(ctx, r.Value, e)
-		if decErr != nil && !errors.Is(decErr, schemas.ErrMalformed) {
+		// Decoded and validated in one pass (strings are checked as they
+		// are read).
+		decErr = in.dec.DecodeValid(ctx, r.Value, e, in.now(), in.lim)
+		if decErr != nil && !errors.Is(decErr, schemas.ErrMalformed) && !errors.As(decErr, &invalid) {
 			return decErr // transient: the schema registry did not answer
 		}
 		return nil
@@ -646,16 +649,11 @@ func (in *Ingest) prepare(ctx context.Context, r *kgo.Record, a *Accepted, reds 
 	if err != nil {
 		return deadLetter{}, err
 	}
+	if invalid != nil {
+		return deadLetter{rec: r, class: "validation", field: invalid.Field, err: decErr}, nil
+	}
 	if decErr != nil {
 		return deadLetter{rec: r, class: "decode", err: decErr}, nil
-	}
-	if err := schemas.Validate(e, in.now(), in.lim); err != nil {
-		var ve *schemas.ValidationError
-		field := ""
-		if errors.As(err, &ve) {
-			field = ve.Field
-		}
-		return deadLetter{rec: r, class: "validation", field: field, err: err}, nil
 	}
 	// Redaction first: nothing keeps the event before it, the quarantine
 	// included (the signature covers the record's bytes, not the event).

@@ -44,6 +44,13 @@ import (
 // A string kept past the event thus pins at most that copy, as hamba's
 // strings pin its 1 KiB string slabs.
 func decodeLatest(b []byte, e *Event) error {
+	_, err := decodeLatestStrings(b, e)
+	return err
+}
+
+// decodeLatestStrings is decodeLatest, and also says what it saw of the
+// strings it read, for DecodeValid.
+func decodeLatestStrings(b []byte, e *Event) (stringStats, error) {
 	r := reader{buf: b}
 	if len(b) <= sharedStringsMax {
 		r.shared = string(b)
@@ -51,13 +58,31 @@ func decodeLatest(b []byte, e *Event) error {
 	*e = Event{}
 	r.event(e)
 	if r.err != nil {
-		return fmt.Errorf("schemas: decode avro payload (%d bytes): %w: %w", len(b), ErrMalformed, r.err)
+		return stringStats{}, fmt.Errorf("schemas: decode avro payload (%d bytes): %w: %w", len(b), ErrMalformed, r.err)
 	}
 	if r.pos != len(b) {
-		return fmt.Errorf("schemas: decode avro payload (%d bytes): %w: trailing bytes after the record (%d)", len(b), ErrMalformed, len(b)-r.pos)
+		return stringStats{}, fmt.Errorf("schemas: decode avro payload (%d bytes): %w: trailing bytes after the record (%d)", len(b), ErrMalformed, len(b)-r.pos)
 	}
-	return nil
+	return r.strings, nil
 }
+
+// stringStats describes every string a reader or writer has passed: the
+// longest one's length, and the OR of all their bytes, whose high bit says
+// whether any byte is outside ASCII (an all-ASCII string is valid UTF-8).
+// When neither says anything might be wrong, the strings need no check of
+// their own (checkStrings).
+type stringStats struct {
+	longest int
+	high    byte
+}
+
+func (st *stringStats) note(s string) {
+	st.longest = max(st.longest, len(s))
+	st.high |= orBytes(s)
+}
+
+// suspect reports whether a string may be longer than max or not UTF-8.
+func (st stringStats) suspect(max int) bool { return st.longest > max || st.high >= 0x80 }
 
 // decodeLatestVersion is the schema version decodeLatest reads. Should a
 // newer version be published before decodeLatest is rewritten for it,
@@ -86,10 +111,11 @@ func (e *fieldError) Error() string { return "field " + e.field + ": " + e.reaso
 // after it every read returns a zero value and consumes nothing, so a
 // decoding function checks r.err only where it would loop or allocate.
 type reader struct {
-	buf    []byte
-	pos    int
-	shared string // buf as a string, when small enough; see decodeLatest
-	err    error
+	buf     []byte
+	pos     int
+	shared  string // buf as a string, when small enough; see decodeLatest
+	err     error
+	strings stringStats // of every string read
 }
 
 func (r *reader) fail(field, reason string) {
@@ -183,10 +209,14 @@ func (r *reader) strPart(field, part string) string {
 	}
 	i, j := r.pos, r.pos+int(n)
 	r.pos = j
+	var str string
 	if r.shared != "" {
-		return r.shared[i:j]
+		str = r.shared[i:j]
+	} else {
+		str = string(r.buf[i:j])
 	}
-	return string(r.buf[i:j])
+	r.strings.note(str)
+	return str
 }
 
 // enum reads an enum's index and returns its symbol.

@@ -314,7 +314,8 @@ func simulatedRecords(t testing.TB, n int) [][]byte {
 }
 
 // BenchmarkDecode compares the hand-written decoder (Decode, the latest
-// schema) with hamba/avro's (what Decode used before) on simulated records.
+// schema) with hamba/avro's (what Decode used before) on simulated records,
+// and DecodeValid with Decode followed by Validate.
 // proc-cpu-ns/op is the CPU time of the whole process per record, the
 // collector's included, and not the time spent waiting for a CPU on a busy
 // machine, which ns/op counts.
@@ -325,10 +326,25 @@ func BenchmarkDecode(b *testing.B) {
 	}
 	recs := simulatedRecords(b, 1000)
 	ctx := context.Background()
+	now := time.Now()
 	for _, bc := range []struct {
 		name   string
 		decode func(context.Context, []byte, *schemas.Event) error
-	}{{"agentrail", dec.Decode}, {"hamba", dec.DecodeHamba}} {
+	}{
+		{"agentrail", dec.Decode},
+		{"hamba", dec.DecodeHamba},
+		// As ingest used to: decode, then validate.
+		{"agentrail-then-validate", func(ctx context.Context, b []byte, e *schemas.Event) error {
+			if err := dec.Decode(ctx, b, e); err != nil {
+				return err
+			}
+			return schemas.Validate(e, now, schemas.Limits{})
+		}},
+		// As ingest does: both in one pass.
+		{"agentrail-valid", func(ctx context.Context, b []byte, e *schemas.Event) error {
+			return dec.DecodeValid(ctx, b, e, now, schemas.Limits{})
+		}},
+	} {
 		b.Run(bc.name, func(b *testing.B) {
 			var e schemas.Event
 			b.ReportAllocs()

@@ -41,7 +41,7 @@ func (enc *Encoder) AppendValidIn(dst []byte, e *Event, now time.Time, lim Limit
 		// checkShape admits only the schema's enum symbols.
 		return dst[:n], fmt.Errorf("schemas: encode event: %w", err)
 	}
-	if w.longest > lim.MaxString || w.high >= 0x80 {
+	if w.strings.suspect(lim.MaxString) {
 		if err := checkStrings(e, lim.MaxString); err != nil {
 			return dst[:n], err
 		}
@@ -98,8 +98,7 @@ func NewEnvelope(a Agent, p Producer, lim Limits) (*Envelope, error) {
 // in the same pass as it encodes them (an all-ASCII string is valid UTF-8).
 type writer struct {
 	buf     []byte
-	longest int  // bytes of the longest string written
-	high    byte // OR of the bytes of every string written
+	strings stringStats // of every string written
 }
 
 // event appends the Avro binary encoding of e under the latest schema
@@ -322,8 +321,7 @@ func (w *writer) long(v int64) {
 func (w *writer) str(s string) {
 	w.long(int64(len(s)))
 	w.buf = append(w.buf, s...)
-	w.longest = max(w.longest, len(s))
-	w.high |= orBytes(s)
+	w.strings.note(s)
 }
 
 // orBytes returns the OR of the bytes of s, folded into one byte, eight

@@ -484,6 +484,79 @@ func TestAppendValidInAgrees(t *testing.T) {
 	})
 }
 
+// TestDecodeValidAgrees: DecodeValid returns what Decode then Validate
+// return, error for error, on records of the latest schema (each validation
+// case, encoded as it is) and of the first one (decoded by hamba/avro), and
+// under a smaller string limit, which the decode-time check must apply too.
+func TestDecodeValidAgrees(t *testing.T) {
+	enc := NewSingleObjectEncoder()
+	dec, _ := NewDecoder(nil)
+	ctx := context.Background()
+	cases := append(validateCases(),
+		validateCase{"agent version invalid utf-8", func(e []*Event) *Event { e[0].Agent.Version = "v\xff"; return e[0] }, "agent.agent_version"},
+		validateCase{"label key invalid utf-8", func(e []*Event) *Event { e[1].Labels = map[string]string{"k\xff": "v"}; return e[1] }, "labels{}"},
+	)
+	// agree checks that both ways give the same error and event, and that
+	// the error is a ValidationError on field (none if field is empty), or
+	// ErrMalformed if field is "malformed".
+	agree := func(t *testing.T, b []byte, lim Limits, field string) {
+		t.Helper()
+		var e1, e2 Event
+		gerr := dec.DecodeValid(ctx, b, &e1, t0, lim)
+		werr := dec.Decode(ctx, b, &e2)
+		if werr == nil {
+			werr = Validate(&e2, t0, lim)
+		}
+		if fmt.Sprint(gerr) != fmt.Sprint(werr) {
+			t.Fatalf("DecodeValid: %v; Decode and Validate: %v", gerr, werr)
+		}
+		if !reflect.DeepEqual(&e1, &e2) {
+			t.Fatalf("DecodeValid decoded %+v, Decode %+v", e1, e2)
+		}
+		var ve *ValidationError
+		switch {
+		case field == "malformed":
+			if !errors.Is(gerr, ErrMalformed) {
+				t.Fatalf("err = %v, want ErrMalformed", gerr)
+			}
+		case field != "" && (!errors.As(gerr, &ve) || ve.Field != field):
+			t.Fatalf("err = %v, want ValidationError on field %s", gerr, field)
+		case field == "" && gerr != nil:
+			t.Fatalf("want valid, got %v", gerr)
+		}
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			b, err := enc.AppendEncode(nil, tc.mutate(sampleEvents()))
+			if err != nil {
+				t.Skipf("not encodable: %v", err) // an enum outside the schema
+			}
+			agree(t, b, Limits{}, tc.field)
+		})
+	}
+	t.Run("string over a smaller limit", func(t *testing.T) {
+		b, err := enc.AppendEncode(nil, sampleEvents()[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		agree(t, b, Limits{MaxString: 8}, "span_id")
+	})
+	t.Run("first schema version", func(t *testing.T) {
+		b, err := os.ReadFile(filepath.Join("testdata", "intent.v1.avro"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		agree(t, b, Limits{}, "")
+	})
+	t.Run("malformed", func(t *testing.T) {
+		b, err := enc.AppendEncode(nil, sampleEvents()[3])
+		if err != nil {
+			t.Fatal(err)
+		}
+		agree(t, b[:len(b)-3], Limits{}, "malformed")
+	})
+}
+
 func TestNewEnvelopeErrors(t *testing.T) {
 	s := sampleEvents()[0]
 	for _, tc := range []struct {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/hamba/avro/v2"
 )
@@ -134,6 +135,40 @@ func (d *Decoder) Decode(ctx context.Context, b []byte, e *Event) error {
 		return decodeLatest(payload, e)
 	}
 	return decodeResolved(s, payload, e)
+}
+
+// DecodeValid is Decode, then Validate(e, now, lim): an error wrapping
+// ErrMalformed if the record cannot be decoded, a *ValidationError if the
+// event breaks the contract, and errors of neither kind (registry lookups)
+// are transient. It is their cheaper composition for consumers: a record
+// of the latest schema has its strings checked for length and UTF-8 while
+// they are decoded, so only an event with a non-ASCII or over-long string
+// takes checkStrings' second pass, which names the field.
+func (d *Decoder) DecodeValid(ctx context.Context, b []byte, e *Event, now time.Time, lim Limits) error {
+	s, payload, err := d.writerSchema(ctx, b)
+	if err != nil {
+		return err
+	}
+	if s != d.reader || !d.handWritten {
+		if err := decodeResolved(s, payload, e); err != nil {
+			return err
+		}
+		return Validate(e, now, lim)
+	}
+	st, err := decodeLatestStrings(payload, e)
+	if err != nil {
+		return err
+	}
+	if lim == (Limits{}) {
+		lim = DefaultLimits
+	}
+	if err := checkShape(e, now, lim, nil); err != nil {
+		return err
+	}
+	if st.suspect(lim.MaxString) {
+		return checkStrings(e, lim.MaxString)
+	}
+	return nil
 }
 
 // decodeResolved decodes payload with hamba/avro and s, the writer schema
