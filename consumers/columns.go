@@ -16,42 +16,42 @@ import (
 )
 
 // eventColumns holds a batch of events column by column, as ClickHouse's
-// native protocol sends them, in ch-go's typed buffers: a string is copied
-// once, into its column's byte buffer, and sent from there. Ingest keeps
-// one eventColumns and resets it for every batch, so after the first few
-// batches appending allocates nothing and the collector has no per-row
-// string headers to scan.
+// native protocol sends them, in ch-go's typed buffers (wireStr for the
+// plain strings): a string is copied once, into its column's byte buffer,
+// and sent from there. Ingest keeps one eventColumns and resets it for
+// every batch, so after the first few batches appending allocates nothing
+// and the collector has no per-row string headers to scan.
 //
 // LowCardinality(String) columns are appended as String: the insert sets
 // low_cardinality_allow_in_native_format=0 (insertSettings), so the server
 // asks for plain strings and builds the dictionaries itself; a table whose
 // columns are plain String takes the same block.
 type eventColumns struct {
-	eventID, traceID, spanID, eventType         proto.ColStr
+	eventID, traceID, spanID, eventType         wireStr
 	eventTime                                   dateTime64
 	tier                                        proto.ColUInt8
-	agentID, agentVersion, team, environment    proto.ColStr
-	tenant, requestedBy                         proto.ColStr
-	producerName, producerVersion, producerHost proto.ColStr
-	sessionID                                   proto.ColStr
+	agentID, agentVersion, team, environment    wireStr
+	tenant, requestedBy                         wireStr
+	producerName, producerVersion, producerHost wireStr
+	sessionID                                   wireStr
 	labels, parameters, context                 *proto.ColMap[string, string]
-	tool, action, target, actionClass           proto.ColStr
-	actionDigest, rationale                     proto.ColStr
-	modelID, promptVersion                      proto.ColStr
+	tool, action, target, actionClass           wireStr
+	actionDigest, rationale                     wireStr
+	modelID, promptVersion                      wireStr
 	evidenceIDs, sideEffects                    *proto.ColArr[string]
 	confidence                                  *proto.ColNullable[float64]
-	outcome, policyID                           proto.ColStr
+	outcome, policyID                           wireStr
 	policyVersion                               proto.ColInt64
-	matchedRule, reason                         proto.ColStr
+	matchedRule, reason                         wireStr
 	remainingQuota                              *proto.ColNullable[int64]
-	approvalID, approvalStatus, approver        proto.ColStr
-	approverRole, approverKind, scope           proto.ColStr
+	approvalID, approvalStatus, approver        wireStr
+	approverRole, approverKind, scope           wireStr
 	expiresAt                                   *proto.ColNullable[proto.DateTime64]
-	channel, comment                            proto.ColStr
-	resultStatus, executor, changedResource     proto.ColStr
-	errorClass, errorMessage                    proto.ColStr
+	channel, comment                            wireStr
+	resultStatus, executor, changedResource     wireStr
+	errorClass, errorMessage                    wireStr
 	durationUS                                  proto.ColInt64
-	signerKeyID                                 proto.ColStr
+	signerKeyID                                 wireStr
 	kafkaPartition                              proto.ColInt32
 	kafkaOffset                                 proto.ColInt64
 
