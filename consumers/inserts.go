@@ -103,7 +103,7 @@ func (ic *insertColumns) query(ins Insert) (ch.Query, int, error) {
 func newInsertColumn(v any) insertColumn {
 	switch v.(type) {
 	case []string:
-		return sliceColumn[string]{new(proto.ColStr)}
+		return new(stringColumn)
 	case []uint8:
 		return sliceColumn[uint8]{new(proto.ColUInt8)}
 	case []int32:
@@ -143,6 +143,19 @@ func (c sliceColumn[T]) appendSlice(v any) bool {
 	s, ok := v.([]T)
 	if ok {
 		c.AppendArr(s)
+	}
+	return ok
+}
+
+// stringColumn takes a []string, kept in wire format (wireStr).
+type stringColumn struct{ wireStr }
+
+func (c *stringColumn) appendSlice(v any) bool {
+	s, ok := v.([]string)
+	if ok {
+		for _, x := range s {
+			c.Append(x)
+		}
 	}
 	return ok
 }
