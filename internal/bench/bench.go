@@ -172,7 +172,7 @@ func Run(ctx context.Context, cfg Config) error {
 			if err != nil {
 				return fmt.Errorf("bench: ours run %d: %w", i+1, err)
 			}
-			fmt.Fprintf(out, "run %d: ours %.0f events/s, CPU-µs/event %s\n", i+1, o.rate, o.cpu)
+			fmt.Fprintf(out, "run %d: ours %s\n", i+1, o)
 			r.ours = append(r.ours, o)
 			phase(fmt.Sprintf("ours#%d", i+1), start)
 			db := fmt.Sprintf("bench_ours_%d", i)
@@ -193,7 +193,7 @@ func Run(ctx context.Context, cfg Config) error {
 			if err != nil {
 				return fmt.Errorf("bench: peer run %d: %w", i+1, err)
 			}
-			fmt.Fprintf(out, "run %d: peer %.0f events/s, CPU-µs/event %s\n", i+1, p.rate, p.cpu)
+			fmt.Fprintf(out, "run %d: peer %s\n", i+1, p)
 			r.peer = append(r.peer, p)
 			phase(fmt.Sprintf("peer#%d", i+1), start)
 			if err := e.retire(ctx, fmt.Sprintf("bench_peer_%d", i)); err != nil {
@@ -416,6 +416,18 @@ type throughput struct {
 	rate    float64 // events/s
 	cpu     cpuPerEvent
 	elapsed time.Duration
+	// The merges the run's inserts left behind, measured after it (settle).
+	merges    cpuPerEvent
+	mergeWait time.Duration
+}
+
+// withMerges is t's CPU per event and its merges' after the run.
+func (t throughput) withMerges() cpuPerEvent { return t.cpu.plus(t.merges) }
+
+// String is the run's line: its rate, its CPU, and its merges' after it.
+func (t throughput) String() string {
+	return fmt.Sprintf("%.0f events/s, CPU-µs/event %s; merges after the run %.1f more (ClickHouse %.1f) in %s",
+		t.rate, t.cpu, t.merges.total, t.merges.clickhouse, t.mergeWait.Round(100*time.Millisecond))
 }
 
 // retire drops a measured run's database, so that the merges ClickHouse
@@ -481,7 +493,12 @@ func (e *env) runOurs(ctx context.Context, i int) (throughput, error) {
 	if int(stored) != e.cfg.Events {
 		return throughput{}, fmt.Errorf("ours stored %d events, want %d", stored, e.cfg.Events)
 	}
-	return throughput{rate: float64(e.cfg.Events) / elapsed.Seconds(), cpu: cpu1.sub(cpu0).per(e.cfg.Events), elapsed: elapsed}, nil
+	merges, wait, err := e.settle(ctx, db)
+	if err != nil {
+		return throughput{}, err
+	}
+	return throughput{rate: float64(e.cfg.Events) / elapsed.Seconds(), cpu: cpu1.sub(cpu0).per(e.cfg.Events), elapsed: elapsed,
+		merges: merges.per(e.cfg.Events), mergeWait: wait}, nil
 }
 
 // waitCommitted waits until group has committed the end offset of every

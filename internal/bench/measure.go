@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -10,6 +11,47 @@ import (
 	"syscall"
 	"time"
 )
+
+// settleLimit bounds settle: at 2 M events the merges left after a run
+// finish in seconds.
+const settleLimit = 2 * time.Minute
+
+// settle waits for the merges ClickHouse still runs on db's tables after a
+// throughput run: until system.merges lists none of them in three looks in
+// a row, 250 ms apart, or settleLimit passes. It returns the CPU the
+// pipeline's processes (ClickHouse's, mostly) spent meanwhile and how long
+// it waited. A run's clock stops when its events are queryable, but the
+// merges its inserts caused go on after it, and the next phase drops the
+// database: without this, their CPU would count nowhere. Merges run below
+// inserts and queries (chserver's os_threads_nice_value_merge_mutate), so
+// during a run that keeps both cores busy they fall behind, and more of
+// them are left for after.
+func (e *env) settle(ctx context.Context, db string) (cpuSample, time.Duration, error) {
+	c0, err := e.cpuNow()
+	if err != nil {
+		return cpuSample{}, 0, err
+	}
+	start := time.Now()
+	for quiet := 0; quiet < 3 && time.Since(start) < settleLimit; {
+		select {
+		case <-ctx.Done():
+			return cpuSample{}, 0, ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+		var n uint64
+		if err := e.conn.QueryRow(ctx, "SELECT count() FROM system.merges WHERE database = ?", db).Scan(&n); err != nil {
+			return cpuSample{}, 0, fmt.Errorf("bench: merges left in %s: %w", db, err)
+		}
+		if n == 0 {
+			quiet++
+		} else {
+			quiet = 0
+		}
+	}
+	took := time.Since(start)
+	c1, err := e.cpuNow()
+	return c1.sub(c0), took, err
+}
 
 // cpuSample is the CPU time (user + system) used so far by each process of
 // the pipeline: this one (ingest, when ours runs), the broker and ClickHouse.
@@ -37,6 +79,10 @@ type cpuPerEvent struct{ total, self, broker, clickhouse float64 }
 func (s cpuSample) per(events int) cpuPerEvent {
 	us := func(d time.Duration) float64 { return float64(d.Microseconds()) / float64(events) }
 	return cpuPerEvent{total: us(s.self + s.broker + s.clickhouse), self: us(s.self), broker: us(s.broker), clickhouse: us(s.clickhouse)}
+}
+
+func (c cpuPerEvent) plus(o cpuPerEvent) cpuPerEvent {
+	return cpuPerEvent{total: c.total + o.total, self: c.self + o.self, broker: c.broker + o.broker, clickhouse: c.clickhouse + o.clickhouse}
 }
 
 func (c cpuPerEvent) String() string {

@@ -165,5 +165,10 @@ func (e *env) runPeer(ctx context.Context, i int) (throughput, error) {
 	if err := e.conn.Exec(ctx, "DROP TABLE "+db+".kafka_events SYNC"); err != nil {
 		return throughput{}, err
 	}
-	return throughput{rate: float64(e.cfg.Events) / elapsed.Seconds(), cpu: cpu1.sub(cpu0).per(e.cfg.Events), elapsed: elapsed}, nil
+	merges, wait, err := e.settle(ctx, db)
+	if err != nil {
+		return throughput{}, err
+	}
+	return throughput{rate: float64(e.cfg.Events) / elapsed.Seconds(), cpu: cpu1.sub(cpu0).per(e.cfg.Events), elapsed: elapsed,
+		merges: merges.per(e.cfg.Events), mergeWait: wait}, nil
 }

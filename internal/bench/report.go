@@ -35,6 +35,15 @@ func cpus(ts []throughput, f func(cpuPerEvent) float64) []float64 {
 	return xs
 }
 
+// mergeCPUs is f of each run's CPU per event with its merges after the run.
+func mergeCPUs(ts []throughput, f func(cpuPerEvent) float64) []float64 {
+	var xs []float64
+	for _, t := range ts {
+		xs = append(xs, f(t.withMerges()))
+	}
+	return xs
+}
+
 func total(c cpuPerEvent) float64      { return c.total }
 func self(c cpuPerEvent) float64       { return c.self }
 func brokerCPU(c cpuPerEvent) float64  { return c.broker }
@@ -50,12 +59,15 @@ func (r *results) print(w io.Writer, cfg Config) {
 		row("ours: CPU-µs per event in ingest (bench process)", summarize(cpus(r.ours, self)).format("", 1))
 		row("ours: CPU-µs per event in the broker", summarize(cpus(r.ours, brokerCPU)).format("", 1))
 		row("ours: CPU-µs per event in ClickHouse", summarize(cpus(r.ours, clickhouse)).format("", 1))
+		row("ours: CPU-µs per event, all processes, with the merges after the run", summarize(mergeCPUs(r.ours, total)).format("", 1))
+		row("ours: CPU-µs per event in ClickHouse, with the merges after the run", summarize(mergeCPUs(r.ours, clickhouse)).format("", 1))
 	}
 	if len(r.peer) > 0 {
 		row(fmt.Sprintf("peer: %d events, Kafka engine + materialized view, events/s", cfg.Events), summarize(rates(r.peer)).format("", 0))
 		row("peer: CPU-µs per event, all processes", summarize(cpus(r.peer, total)).format("", 1))
 		row("peer: CPU-µs per event in the broker", summarize(cpus(r.peer, brokerCPU)).format("", 1))
 		row("peer: CPU-µs per event in ClickHouse", summarize(cpus(r.peer, clickhouse)).format("", 1))
+		row("peer: CPU-µs per event, all processes, with the merges after the run", summarize(mergeCPUs(r.peer, total)).format("", 1))
 	}
 	if len(r.ours) > 0 && len(r.peer) == len(r.ours) {
 		var ratios []float64

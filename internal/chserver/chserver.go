@@ -68,8 +68,16 @@ const (
 	// The kafka section makes a Kafka-engine table's new consumer group start
 	// at the earliest offset (librdkafka's default is the latest), as the
 	// benchmark's Kafka-engine peer needs to read events already produced.
+	//
+	// Merges run at nice 10, below inserts and queries: a merge then waits
+	// for a CPU that ingest's inserts or an analyst's query would want, and
+	// catches up when they leave one idle. On two cores this halved the p99
+	// of freshness at half load (docs/PERFORMANCE.md, "Merges below
+	// inserts"). The engine needs CAP_SYS_NICE for it; without it the
+	// setting does nothing.
 	configHead = "<!-- Written by agentrail's chserver at every start; edits are lost. -->\n<clickhouse>\n" +
-		"  <kafka><auto_offset_reset>smallest</auto_offset_reset></kafka>\n"
+		"  <kafka><auto_offset_reset>smallest</auto_offset_reset></kafka>\n" +
+		"  <os_threads_nice_value_merge_mutate>10</os_threads_nice_value_merge_mutate>\n"
 
 	stopBudget = 30 * time.Second
 )

@@ -234,6 +234,11 @@ func TestServeRealClickHouse(t *testing.T) {
 	if n := count(conn); n != rows {
 		t.Fatalf("count() = %d after insert, want %d", n, rows)
 	}
+	// The engine read the config chserver wrote: merges below inserts.
+	var nice string
+	if err := conn.QueryRow(ctx, "SELECT value FROM system.server_settings WHERE name = 'os_threads_nice_value_merge_mutate'").Scan(&nice); err != nil || nice != "10" {
+		t.Fatalf("os_threads_nice_value_merge_mutate = %q (%v), want 10", nice, err)
+	}
 
 	if err := p.Kill(); err != nil {
 		t.Fatal(err)
