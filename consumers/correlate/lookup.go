@@ -96,6 +96,19 @@ func Lookup(ctx context.Context, ch driver.Conn, database, traceID string, now t
 		return nil, fmt.Errorf("correlate: database %q is not an identifier", database)
 	}
 	start := time.Now()
+	// The violations are read meanwhile, on a connection of their own: they
+	// need nothing from the queries below.
+	type violations struct {
+		vs  []Violation
+		err error
+	}
+	vch := make(chan violations, 1)
+	vctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		vs, err := readViolations(vctx, ch, database, traceID)
+		vch <- violations{vs, err}
+	}()
 	// The trace's row, if the correlator wrote one, names its team, agent
 	// and time: a prefix of the events sort key, so the events query reads
 	// a granule or two. Without it (or if it finds fewer events than the
@@ -132,30 +145,11 @@ func Lookup(ctx context.Context, ch driver.Conn, database, traceID string, now t
 	if len(evs) == 0 {
 		return nil, ErrTraceNotFound
 	}
-	vrows, err := ch.Query(ctx, `SELECT kind, severity, span_id, team, agent_id, requested_by, tool, action, tier, policy_id,
-		policy_version, event_time, detected_at, deciding_event_id, evidence_event_ids, explanation
-		FROM `+database+`.violations FINAL WHERE trace_id = ?`, traceID)
-	if err != nil {
-		return nil, fmt.Errorf("correlate: read violations of %s: %w", traceID, err)
+	v := <-vch
+	if v.err != nil {
+		return nil, v.err
 	}
-	var vs []Violation
-	for vrows.Next() {
-		v := Violation{TraceID: traceID}
-		var kind string
-		var tier uint8
-		if err := vrows.Scan(&kind, &v.Severity, &v.SpanID, &v.Team, &v.AgentID, &v.RequestedBy, &v.Tool, &v.Action, &tier,
-			&v.PolicyID, &v.PolicyVersion, &v.EventTime, &v.DetectedAt, &v.DecidingEventID, &v.Evidence, &v.Explanation); err != nil {
-			vrows.Close()
-			return nil, fmt.Errorf("correlate: read violations of %s: %w", traceID, err)
-		}
-		v.Kind, v.Tier, v.ViolationID = Kind(kind), int32(tier), ViolationID(traceID, Kind(kind))
-		v.EventTime, v.DetectedAt = v.EventTime.UTC(), v.DetectedAt.UTC()
-		vs = append(vs, v)
-	}
-	vrows.Close()
-	if err := vrows.Err(); err != nil {
-		return nil, fmt.Errorf("correlate: read violations of %s: %w", traceID, err)
-	}
+	vs := v.vs
 	// Most severe first, then in report order.
 	sort.Slice(vs, func(i, j int) bool {
 		si, sj := severityRank(vs[i].Severity), severityRank(vs[j].Severity)
@@ -180,6 +174,34 @@ func Lookup(ctx context.Context, ch driver.Conn, database, traceID string, now t
 	}
 	rep.QueryMS = float64(time.Since(start).Microseconds()) / 1000
 	return rep, nil
+}
+
+// readViolations reads the violations emitted for a trace.
+func readViolations(ctx context.Context, ch driver.Conn, database, traceID string) ([]Violation, error) {
+	vrows, err := ch.Query(ctx, `SELECT kind, severity, span_id, team, agent_id, requested_by, tool, action, tier, policy_id,
+		policy_version, event_time, detected_at, deciding_event_id, evidence_event_ids, explanation
+		FROM `+database+`.violations FINAL WHERE trace_id = ?`, traceID)
+	if err != nil {
+		return nil, fmt.Errorf("correlate: read violations of %s: %w", traceID, err)
+	}
+	defer vrows.Close()
+	var vs []Violation
+	for vrows.Next() {
+		v := Violation{TraceID: traceID}
+		var kind string
+		var tier uint8
+		if err := vrows.Scan(&kind, &v.Severity, &v.SpanID, &v.Team, &v.AgentID, &v.RequestedBy, &v.Tool, &v.Action, &tier,
+			&v.PolicyID, &v.PolicyVersion, &v.EventTime, &v.DetectedAt, &v.DecidingEventID, &v.Evidence, &v.Explanation); err != nil {
+			return nil, fmt.Errorf("correlate: read violations of %s: %w", traceID, err)
+		}
+		v.Kind, v.Tier, v.ViolationID = Kind(kind), int32(tier), ViolationID(traceID, Kind(kind))
+		v.EventTime, v.DetectedAt = v.EventTime.UTC(), v.DetectedAt.UTC()
+		vs = append(vs, v)
+	}
+	if err := vrows.Err(); err != nil {
+		return nil, fmt.Errorf("correlate: read violations of %s: %w", traceID, err)
+	}
+	return vs, nil
 }
 
 // hintSlack is how much earlier than its row's first event a trace's event
