@@ -15,7 +15,7 @@ import (
 // hand-written decoder (Decode) and hamba/avro's (DecodeHamba) must accept
 // and reject the same records and decode them to the same event
 // (CompareDecoders), never panic, and mark what they reject permanent (no
-// registry is involved). The seeds are valid records of every type and of
+// registry is involved); DecodeValid must agree with Decode then Validate. The seeds are valid records of every type and of
 // the edge cases (empty and absent fields, maps over one block, unicode, a
 // NaN), so that even a short run mutates real records.
 func FuzzDecode(f *testing.F) {
@@ -44,9 +44,14 @@ func FuzzDecode(f *testing.F) {
 			if _, diff := CompareDecoders(dec, rec); diff != nil {
 				t.Fatalf("%v\nrecord % x", diff, rec)
 			}
-			var e Event
-			if err := dec.Decode(context.Background(), rec, &e); err == nil {
-				_ = Validate(&e, t0, Limits{})
+			// DecodeValid is Decode then Validate, error for error.
+			var e, ev Event
+			werr := dec.Decode(context.Background(), rec, &e)
+			if werr == nil {
+				werr = Validate(&e, t0, Limits{})
+			}
+			if gerr := dec.DecodeValid(context.Background(), rec, &ev, t0, Limits{}); fmt.Sprint(gerr) != fmt.Sprint(werr) {
+				t.Fatalf("DecodeValid: %v; Decode and Validate: %v\nrecord % x", gerr, werr, rec)
 			}
 		}
 	})

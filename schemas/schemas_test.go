@@ -557,6 +557,24 @@ func TestDecodeValidAgrees(t *testing.T) {
 	})
 }
 
+// TestValidateMapErrorIsStable: of several bad map entries, Validate names
+// the one with the least key, whatever order the map iterates in.
+func TestValidateMapErrorIsStable(t *testing.T) {
+	e := sampleEvents()[0]
+	e.Intent.Parameters = map[string]string{}
+	for i := range 40 {
+		e.Intent.Parameters[fmt.Sprintf("k%02d", i)] = "bad\xff"
+	}
+	e.Intent.Parameters["a-fine"] = "ok"
+	for range 50 {
+		err := Validate(e, t0, Limits{})
+		var ve *ValidationError
+		if !errors.As(err, &ve) || ve.Field != "intent.parameters.k00" {
+			t.Fatalf("err = %v, want the field intent.parameters.k00", err)
+		}
+	}
+}
+
 func TestNewEnvelopeErrors(t *testing.T) {
 	s := sampleEvents()[0]
 	for _, tc := range []struct {

@@ -298,17 +298,28 @@ func (c *stringChecker) strs(field string, ss []string) {
 	}
 }
 
+// strMap checks m's keys and values. Of several bad entries it names the
+// one with the least key, so that an event is refused with the same error
+// every time: Go's map order is random.
 func (c *stringChecker) strMap(field string, m map[string]string) {
+	if c.err != nil {
+		return
+	}
+	var (
+		least string
+		err   error
+	)
 	for k, s := range m {
-		if c.err != nil {
-			return
+		if err != nil && k >= least {
+			continue
 		}
 		if p := c.problem(k); p != "" {
-			c.err = invalid(field+"{}", "a key %s", p)
+			least, err = k, invalid(field+"{}", "a key %s", p)
 		} else if p := c.problem(s); p != "" {
-			c.err = invalid(field+"."+k, "%s", p)
+			least, err = k, invalid(field+"."+k, "%s", p)
 		}
 	}
+	c.err = err
 }
 
 func checkID(field, s string) error {
