@@ -81,8 +81,14 @@ func (st *stringStats) note(s string) {
 	st.high |= orBytes(s)
 }
 
-// suspect reports whether a string may be longer than max or not UTF-8.
-func (st stringStats) suspect(max int) bool { return st.longest > max || st.high >= 0x80 }
+// check is checkStrings(e, max), made only if a string e's strings passed
+// may be longer than max or not UTF-8.
+func (st stringStats) check(e *Event, max int) error {
+	if st.longest > max || st.high >= 0x80 {
+		return checkStrings(e, max)
+	}
+	return nil
+}
 
 // decodeLatestVersion is the schema version decodeLatest reads. Should a
 // newer version be published before decodeLatest is rewritten for it,

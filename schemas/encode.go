@@ -41,10 +41,8 @@ func (enc *Encoder) AppendValidIn(dst []byte, e *Event, now time.Time, lim Limit
 		// checkShape admits only the schema's enum symbols.
 		return dst[:n], fmt.Errorf("schemas: encode event: %w", err)
 	}
-	if w.strings.suspect(lim.MaxString) {
-		if err := checkStrings(e, lim.MaxString); err != nil {
-			return dst[:n], err
-		}
+	if err := w.strings.check(e, lim.MaxString); err != nil {
+		return dst[:n], err
 	}
 	return w.buf, nil
 }

@@ -165,10 +165,7 @@ func (d *Decoder) DecodeValid(ctx context.Context, b []byte, e *Event, now time.
 	if err := checkShape(e, now, lim, nil); err != nil {
 		return err
 	}
-	if st.suspect(lim.MaxString) {
-		return checkStrings(e, lim.MaxString)
-	}
-	return nil
+	return st.check(e, lim.MaxString)
 }
 
 // decodeResolved decodes payload with hamba/avro and s, the writer schema
