@@ -147,8 +147,8 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	defer e.close()
 	out := cfg.Out
-	fmt.Fprintf(out, "agentrail bench: %s\n%d events × %d runs; phases: %s\n\n",
-		machine(), cfg.Events, cfg.Runs, strings.Join(cfg.phases(), ", "))
+	fmt.Fprintf(out, "agentrail bench: %s\n%s\n%d events × %d runs; phases: %s\n\n",
+		machine(), mergePriority(e.ch.Pid()), cfg.Events, cfg.Runs, strings.Join(cfg.phases(), ", "))
 	var took []string
 	phase := func(name string, start time.Time) {
 		took = append(took, fmt.Sprintf("%s %s", name, time.Since(start).Round(time.Second)))
@@ -547,6 +547,21 @@ func machine() string {
 	}
 	return fmt.Sprintf("%d CPUs (%s), %s, GOMAXPROCS %d, %s, ClickHouse %s (libchdb %s)",
 		runtime.NumCPU(), cpuModel(), mem, runtime.GOMAXPROCS(0), runtime.Version(), chVersion, chserver.LibVersion)
+}
+
+// mergePriority says whether ClickHouse runs its merges below inserts and
+// queries, as the figures in docs/PERFORMANCE.md since the fifth session
+// assume: without it, freshness and alert latency suffer most.
+func mergePriority(pid int) string {
+	below, err := chserver.MergesBelowInserts(pid)
+	switch {
+	case err != nil:
+		return "ClickHouse merge priority unknown: " + err.Error()
+	case below:
+		return "ClickHouse merges at nice 10, below inserts and queries (the server holds CAP_SYS_NICE)"
+	default:
+		return "ClickHouse merges at the same priority as inserts: the server lacks CAP_SYS_NICE, so freshness and alert latency may be worse than docs/PERFORMANCE.md reports"
+	}
 }
 
 // chVersion is the engine's version, as `SELECT version()` prints it;

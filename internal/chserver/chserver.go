@@ -333,6 +333,11 @@ func Serve(ctx context.Context, cfg Config) error {
 		"tcp", net.JoinHostPort(loopback, strconv.Itoa(cfg.TCPPort)),
 		"http", net.JoinHostPort(loopback, strconv.Itoa(cfg.HTTPPort)),
 		"data_dir", dataDir, "engine", eng.version(), "startup", time.Since(start).Round(time.Millisecond))
+	if below, err := MergesBelowInserts(os.Getpid()); err != nil {
+		cfg.Logger.Warn("clickhouse merge priority unknown", "err", err)
+	} else if !below {
+		cfg.Logger.Warn(mergePriorityWarning)
+	}
 
 	select {
 	case msg := <-done:

@@ -239,6 +239,13 @@ func TestServeRealClickHouse(t *testing.T) {
 	if err := conn.QueryRow(ctx, "SELECT value FROM system.server_settings WHERE name = 'os_threads_nice_value_merge_mutate'").Scan(&nice); err != nil || nice != "10" {
 		t.Fatalf("os_threads_nice_value_merge_mutate = %q (%v), want 10", nice, err)
 	}
+	// ...and the child can apply it exactly when we could: it keeps our
+	// capabilities.
+	if own, err := MergesBelowInserts(os.Getpid()); err != nil {
+		t.Fatal(err)
+	} else if child, err := MergesBelowInserts(p.Pid()); err != nil || child != own {
+		t.Fatalf("server pid %d: merges below inserts %v (%v), want %v as this process", p.Pid(), child, err, own)
+	}
 
 	if err := p.Kill(); err != nil {
 		t.Fatal(err)
