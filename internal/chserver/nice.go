@@ -50,5 +50,5 @@ func effectiveCap(status []byte, bit uint) (bool, error) {
 // CAP_SYS_NICE.
 const mergePriorityWarning = "merges run at the same priority as inserts and queries: " +
 	"the process lacks CAP_SYS_NICE, which the engine needs to run them at nice 10; " +
-	"under a steady load they can delay ingest's batches (as root it holds it; " +
-	"in a container, add the capability)"
+	"under a steady load they can delay ingest's batches (root outside a container holds it; " +
+	"a container needs it added, as docker run --cap-add SYS_NICE does)"
