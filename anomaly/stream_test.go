@@ -277,3 +277,27 @@ func sortByPartition(recs []consumers.Accepted) {
 		}
 	}
 }
+
+// The stage's output must not depend on anything but its input: a batch
+// redone after a crash has to yield the same alerts, versions and totals
+// as its first run did. Two transcripts of the same random stream, with
+// the same redos and restarts, must be equal, byte for byte.
+func TestStreamTranscriptIsDeterministic(t *testing.T) {
+	for _, seed := range []uint64{1, 2} {
+		ds := randomStream(seed, 6000)
+		first := streamTranscript(t, busyRules, Config{}, ds, seed)
+		second := streamTranscript(t, busyRules, Config{}, ds, seed)
+		if first != second {
+			a, b := strings.Split(first, "\n"), strings.Split(second, "\n")
+			for i := range min(len(a), len(b)) {
+				if a[i] != b[i] {
+					t.Fatalf("seed %d: transcripts differ at line %d:\n first: %s\nsecond: %s", seed, i+1, a[i], b[i])
+				}
+			}
+			t.Fatalf("seed %d: transcripts differ in length: %d and %d lines", seed, len(a), len(b))
+		}
+		if n := strings.Count(first, `{"alert_id":`); n < 100 {
+			t.Fatalf("seed %d: %d alert records, want at least 100 for the comparison to mean something", seed, n)
+		}
+	}
+}

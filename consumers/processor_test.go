@@ -22,9 +22,8 @@ type echo struct {
 	topic, table string
 	crashOnce    func()
 
-	mu    sync.Mutex
-	seen  map[string]int // event id -> times processed
-	first map[int32]int64
+	mu   sync.Mutex
+	seen map[string]int // event id -> times processed
 }
 
 func (p *echo) Name() string { return "echo" }

@@ -104,27 +104,3 @@ func (in *Ingest) deadLetterValue(d deadLetter) ([]byte, []kgo.RecordHeader) {
 	}
 	return nil, append(hdrs, kgo.RecordHeader{Key: HeaderRedacted, Value: []byte("withheld")})
 }
-
-// redactionColumns holds the events' redactions column (a Nested of three
-// parallel arrays) for a batch.
-type redactionColumns struct {
-	path, action, rule [][]string
-}
-
-var noStrings = []string{}
-
-func (c *redactionColumns) add(reds []redact.Redaction) {
-	if len(reds) == 0 {
-		c.path = append(c.path, noStrings)
-		c.action = append(c.action, noStrings)
-		c.rule = append(c.rule, noStrings)
-		return
-	}
-	p, a, r := make([]string, len(reds)), make([]string, len(reds)), make([]string, len(reds))
-	for i, rd := range reds {
-		p[i], a[i], r[i] = rd.Path, rd.Action, rd.Rule
-	}
-	c.path = append(c.path, p)
-	c.action = append(c.action, a)
-	c.rule = append(c.rule, r)
-}

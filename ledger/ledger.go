@@ -170,19 +170,6 @@ func ParsePublicKey(s string) (ed25519.PublicKey, error) {
 // EncodePublicKey is the config form of pub.
 func EncodePublicKey(pub ed25519.PublicKey) string { return base64.StdEncoding.EncodeToString(pub) }
 
-// PublicKeys parses the config's public keys, by key id.
-func (c *Config) publicKeys() (map[string]ed25519.PublicKey, error) {
-	out := map[string]ed25519.PublicKey{}
-	for i, s := range c.PublicKeys {
-		k, err := ParsePublicKey(s)
-		if err != nil {
-			return nil, fmt.Errorf("ledger.public_keys[%d]: %w", i, err)
-		}
-		out[KeyID(k)] = k
-	}
-	return out, nil
-}
-
 // PrivateKey loads the signing key from the file or environment variable
 // the config names. Errors name the source, never the key material.
 func (c *Config) PrivateKey() (ed25519.PrivateKey, error) {

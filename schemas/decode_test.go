@@ -71,7 +71,7 @@ func moreEdgeEvents() []schemas.Event {
 	for i := range 333 {
 		big[fmt.Sprintf("%s-%d", u, i)] = strings.Repeat(u, i%7)
 	}
-	for _, c := range []float64{math.NaN(), math.Inf(1), math.Inf(-1), -0.0, math.SmallestNonzeroFloat64, 1} {
+	for _, c := range []float64{math.NaN(), math.Inf(1), math.Inf(-1), math.Copysign(0, -1), math.SmallestNonzeroFloat64, 1} {
 		conf := c
 		out = append(out, schemas.Event{
 			EventID: u, TraceID: u, SpanID: u, Type: schemas.TypeIntent,
