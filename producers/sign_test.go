@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentrail/agentrail/internal/race"
 	"github.com/agentrail/agentrail/schemas"
 	"github.com/agentrail/agentrail/signing"
 )
@@ -103,7 +104,7 @@ func TestSigningConfig(t *testing.T) {
 
 // A typed call allocates nothing, signed or not (the issue allows two).
 func TestEmitSignedAllocs(t *testing.T) {
-	if raceEnabled {
+	if race.Enabled {
 		t.Skip("under the race detector sync.Pool drops items at random, so pooled records are made anew")
 	}
 	c := startBroker(t)
