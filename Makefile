@@ -5,7 +5,7 @@ BIN   := bin/agentrail
 PKGS  := ./...
 export CGO_ENABLED := 0
 
-.PHONY: all build chdb demo test unit vet fuzz bench faults lint clean
+.PHONY: all build chdb demo test unit vet fuzz bench faults race lint clean
 
 all: build
 
@@ -56,6 +56,11 @@ bench: chdb build
 # rebalances, 1% poison. Each ends with exact accounting.
 faults: chdb build
 	AGENTRAIL_BIN=$(CURDIR)/$(BIN) AGENTRAIL_FAULTS_FULL=1 $(GO) test -count=1 -v -timeout 60m -run . ./internal/faulttest
+
+# The tests under the race detector (needs cgo and a C compiler; slower,
+# so not part of make test). Allocation tests skip themselves there.
+race: chdb build
+	AGENTRAIL_BIN=$(CURDIR)/$(BIN) CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 30m $(PKGS)
 
 lint: vet
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@2025.1.1 $(PKGS)
