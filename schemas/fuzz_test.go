@@ -15,9 +15,10 @@ import (
 // hand-written decoder (Decode) and hamba/avro's (DecodeHamba) must accept
 // and reject the same records and decode them to the same event
 // (CompareDecoders), never panic, and mark what they reject permanent (no
-// registry is involved); DecodeValid must agree with Decode then Validate. The seeds are valid records of every type and of
-// the edge cases (empty and absent fields, maps over one block, unicode, a
-// NaN), so that even a short run mutates real records.
+// registry is involved); DecodeValid must agree with Decode then Validate.
+// The seeds are valid records of every type and of the edge cases (empty
+// and absent fields, maps over one block, unicode, a NaN), so that even a
+// short run mutates real records.
 func FuzzDecode(f *testing.F) {
 	enc := NewSingleObjectEncoder()
 	for _, e := range fuzzSeedEvents() {

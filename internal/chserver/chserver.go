@@ -74,7 +74,7 @@ const (
 	// catches up when they leave one idle. On two cores this halved the p99
 	// of freshness at half load (docs/PERFORMANCE.md, "Merges below
 	// inserts"). The engine needs CAP_SYS_NICE for it; without it the
-	// setting does nothing.
+	// setting does nothing, and Serve logs a warning (MergesBelowInserts).
 	configHead = "<!-- Written by agentrail's chserver at every start; edits are lost. -->\n<clickhouse>\n" +
 		"  <kafka><auto_offset_reset>smallest</auto_offset_reset></kafka>\n" +
 		"  <os_threads_nice_value_merge_mutate>10</os_threads_nice_value_merge_mutate>\n"
