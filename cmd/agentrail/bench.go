@@ -32,6 +32,7 @@ func runBench(ctx context.Context, args []string) int {
 	fs.IntVar(&cfg.Peer.PollMaxBatch, "peer-poll-max-batch", 0, "peer: kafka_poll_max_batch_size (0: 65536)")
 	fs.DurationVar(&cfg.Peer.FlushInterval, "peer-flush-interval", 0, "peer: kafka_flush_interval_ms (0: 1s)")
 	fs.IntVar(&cfg.BatchRows, "batch-rows", 0, "ours: ingest.batch_rows (0: ingest's default)")
+	fs.BoolVar(&cfg.Keep, "keep", false, "keep each measured run's database (in DIR/clickhouse: agentrail clickhouse --data-dir DIR/clickhouse) instead of dropping it; later phases then share the server with its merges")
 	fs.BoolVar(&cfg.CHProfile, "ch-profile", false, "after each throughput run, print ClickHouse's CPU by statement and by merge (turns on its query_log and part_log)")
 	verbose := fs.Bool("v", false, "show the components' logs (--log-level info)")
 	level := slog.LevelWarn

@@ -58,10 +58,15 @@ type Config struct {
 	// statement and table and by merge (from the server's query_log and
 	// part_log, which it then keeps).
 	CHProfile bool
-	Bin       string // agentrail binary, to start the broker and ClickHouse
-	Dir       string // working directory (emptied)
-	Out       io.Writer
-	Log       *slog.Logger
+	// Keep leaves each measured run's database on the server instead of
+	// dropping it, to be studied afterwards on a server started on
+	// Dir/clickhouse. The phases after a kept run then share the server
+	// with whatever merges its tables still run.
+	Keep bool
+	Bin  string // agentrail binary, to start the broker and ClickHouse
+	Dir  string // working directory (emptied)
+	Out  io.Writer
+	Log  *slog.Logger
 	// Processors builds the in-ingest stages (correlation, anomaly rules)
 	// for a run's database, exactly as `agentrail ingest` does.
 	Processors func(ctx context.Context, cfg consumers.Config, reg prometheus.Registerer) ([]consumers.Processor, error)
@@ -432,8 +437,13 @@ func (t throughput) String() string {
 
 // retire drops a measured run's database, so that the merges ClickHouse
 // would still run on its tables do not take CPU from the next phase (each
-// phase counts all of ClickHouse's CPU as its own).
+// phase counts all of ClickHouse's CPU as its own). With Config.Keep it
+// says where the database stays instead.
 func (e *env) retire(ctx context.Context, db string) error {
+	if e.cfg.Keep {
+		fmt.Fprintf(e.cfg.Out, "kept database %s in %s\n", db, filepath.Join(e.cfg.Dir, "clickhouse"))
+		return nil
+	}
 	if err := e.conn.Exec(ctx, "DROP DATABASE IF EXISTS "+db+" SYNC"); err != nil {
 		return fmt.Errorf("bench: drop %s after its run: %w", db, err)
 	}

@@ -1,9 +1,49 @@
 package bench
 
 import (
+	"bytes"
+	"context"
+	"os"
 	"strings"
 	"testing"
+
+	"github.com/agentrail/agentrail/internal/testenv"
 )
+
+func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
+
+// TestRetireKeepsWithKeep: a run's database is dropped after the run, or,
+// with --keep, stays and the bench says where.
+func TestRetireKeepsWithKeep(t *testing.T) {
+	cfg, conn := testenv.ClickHouse(t)
+	ctx := context.Background()
+	exists := func() bool {
+		t.Helper()
+		var n uint64
+		if err := conn.QueryRow(ctx, "SELECT count() FROM system.databases WHERE name = ?", cfg.Database).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n == 1
+	}
+	var out bytes.Buffer
+	e := &env{cfg: Config{Keep: true, Dir: "/tmp/benchdir", Out: &out}, conn: conn}
+	if err := e.retire(ctx, cfg.Database); err != nil {
+		t.Fatal(err)
+	}
+	if !exists() {
+		t.Fatal("--keep: the database was dropped")
+	}
+	if want := "kept database " + cfg.Database + " in /tmp/benchdir/clickhouse\n"; out.String() != want {
+		t.Errorf("--keep printed %q, want %q", out.String(), want)
+	}
+	e.cfg.Keep = false
+	if err := e.retire(ctx, cfg.Database); err != nil {
+		t.Fatal(err)
+	}
+	if exists() {
+		t.Fatal("without --keep the database is still there")
+	}
+}
 
 // TestValidateNamesTheFlag: every out-of-range setting is refused with an
 // error naming its flag, and the defaults pass.
