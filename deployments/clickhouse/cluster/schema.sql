@@ -117,6 +117,9 @@ CREATE TABLE IF NOT EXISTS agentrail.dead_letters ON CLUSTER agentrail AS agentr
 ENGINE = Distributed(agentrail, agentrail_local, dead_letters, cityHash64(topic, partition, offset));
 
 -- v_events stays a view over the Distributed table: FINAL is applied on
--- each shard, which is exact because every copy of an event is on one shard.
+-- each shard, which is exact because every copy of an event is on one shard,
+-- and partition by partition, since every copy is in one partition too
+-- (migration 0010).
 CREATE VIEW IF NOT EXISTS agentrail.v_events ON CLUSTER agentrail AS
-SELECT * FROM agentrail.events FINAL;
+SELECT * FROM agentrail.events FINAL
+SETTINGS do_not_merge_across_partitions_select_final = 1;

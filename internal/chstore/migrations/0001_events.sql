@@ -84,7 +84,8 @@ SETTINGS non_replicated_deduplication_window = 1000;
 
 -- Exactly-once as analysts see it.
 CREATE VIEW IF NOT EXISTS {db}.v_events AS
-SELECT * EXCEPT (kafka_partition, kafka_offset, ingested_at) FROM {db}.events FINAL;
+SELECT * EXCEPT (kafka_partition, kafka_offset, ingested_at) FROM {db}.events FINAL
+SETTINGS do_not_merge_across_partitions_select_final = 1;
 
 -- Records ingest could not accept. The original bytes go to the dead-letter
 -- topic; here only their size and digest, so nothing unvalidated reaches the

@@ -21,4 +21,5 @@ ALTER TABLE {db}.events
 -- when both have run).
 DROP VIEW IF EXISTS {db}.v_events;
 CREATE VIEW IF NOT EXISTS {db}.v_events AS
-SELECT * EXCEPT (kafka_partition, kafka_offset, ingested_at) FROM {db}.events FINAL;
+SELECT * EXCEPT (kafka_partition, kafka_offset, ingested_at) FROM {db}.events FINAL
+SETTINGS do_not_merge_across_partitions_select_final = 1;

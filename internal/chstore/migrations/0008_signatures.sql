@@ -15,7 +15,8 @@ ALTER TABLE {db}.events ADD COLUMN IF NOT EXISTS signer_key_id LowCardinality(St
 -- between the two statements.
 DROP VIEW IF EXISTS {db}.v_events;
 CREATE VIEW IF NOT EXISTS {db}.v_events AS
-SELECT * EXCEPT (kafka_partition, kafka_offset, ingested_at) FROM {db}.events FINAL;
+SELECT * EXCEPT (kafka_partition, kafka_offset, ingested_at) FROM {db}.events FINAL
+SETTINGS do_not_merge_across_partitions_select_final = 1;
 
 -- Events that failed signature verification: never in events or v_events.
 -- One row per Kafka record (a redone batch rewrites the same rows), with
