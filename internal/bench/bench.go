@@ -413,13 +413,13 @@ func (e *env) produce(ctx context.Context) (generated, error) {
 const loadSpan = 7 * 24 * time.Hour
 
 // loadEvents makes n simulated events, their times spread evenly over
-// loadSpan from from, encodes each as Avro and as
-// canonical JSON, and hands them to sink in chunks, in the order the fleet
-// made them. The fleet is one seeded sequence, so it runs on this
-// goroutine; encoding, most of the work (the JSON form alone about 40%),
-// runs on one worker per CPU, and sink runs on a goroutine of its own, one
-// chunk at a time. All on one goroutine, the load took 53-60 s of the
-// benchmark's 15 minutes; this way about 21 s.
+// loadSpan after from, encodes each as Avro and as canonical JSON, and
+// hands them to sink in chunks, in the order the fleet made them. The fleet
+// is one seeded sequence, so it runs on this goroutine; encoding, most of
+// the work (the JSON form alone about 40%), runs on one worker per CPU, and
+// sink runs on a goroutine of its own, one chunk at a time. All on one
+// goroutine, the load took 53-60 s of the benchmark's 15 minutes; this way
+// 17-21 s (docs/PERFORMANCE.md, the eighth session's run).
 func loadEvents(ctx context.Context, n int, from time.Time, sink func(*loadChunk)) error {
 	fleet := simulate.New(loadFleet)
 	at := from
