@@ -39,6 +39,11 @@
 //	agentrail_anomaly_webhook_total{outcome="sent|failed|dropped"}
 //	agentrail_anomaly_webhook_queue                  alerts waiting for the webhook
 //
+// It has no work that falls due on the clock alone (so it is not a
+// consumers.Ticker): an alert is raised or updated by the event that
+// crosses its threshold, in that event's batch, and Advance only forgets
+// state behind the watermark.
+//
 // It deliberately does not: touch signals (the binary maps SIGHUP to
 // Reload), read Kafka itself (ingest hands it batches), or decide what an
 // alert means for a trace (correlation does). Rules see the partitions their

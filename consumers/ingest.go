@@ -25,6 +25,7 @@
 //	agentrail_ingest_retries_total{stage="decode|insert|process|process_insert|produce|commit"}
 //	agentrail_ingest_last_commit_timestamp_seconds
 //	agentrail_ingest_aborted_batches_total
+//	agentrail_ingest_ticks_total                 ticks that committed what Tickers emitted (tick.go)
 //	agentrail_ingest_redactions_total{rule,action} (redaction.go)
 //	agentrail_ingest_quarantined_total{reason}   (signing.Reasons; see verify.go)
 //	agentrail_ingest_signature_keys
@@ -110,6 +111,11 @@ type IngestConfig struct {
 	// bench's peak RSS by 0.5-0.7 GB and cost ingest 0.1-1.6 CPU-µs per
 	// event; docs/PERFORMANCE.md), so it is the operator's choice.
 	MemoryLimitMB int `yaml:"memory_limit_mb"`
+	// TickInterval is how often, between batches and when idle, ingest
+	// runs the processors' work that falls due on its clock (tick.go):
+	// a violation whose settle_after passed is reported within about this
+	// long even when no further event arrives.
+	TickInterval time.Duration `yaml:"tick_interval"`
 }
 
 // Defaults fills unset fields, in one place.
@@ -154,6 +160,9 @@ func (c *Config) Defaults() {
 	if in.GCPercent == 0 {
 		in.GCPercent = 400
 	}
+	if in.TickInterval == 0 {
+		in.TickInterval = time.Second
+	}
 }
 
 // Validate checks the settings without I/O; call Defaults first.
@@ -189,6 +198,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("ingest.session_timeout: %s out of range 6s..5m", in.SessionTimeout)
 	case in.RebalanceTimeout < 5*time.Second || in.RebalanceTimeout > 10*time.Minute:
 		return fmt.Errorf("ingest.rebalance_timeout: %s out of range 5s..10m", in.RebalanceTimeout)
+	case in.TickInterval < 10*time.Millisecond || in.TickInterval > time.Minute:
+		return fmt.Errorf("ingest.tick_interval: %s out of range 10ms..1m", in.TickInterval)
 	case in.GCPercent < 25 || in.GCPercent > 2000:
 		return fmt.Errorf("ingest.gc_percent: %d out of range 25..2000", in.GCPercent)
 	case in.MemoryLimitMB != 0 && (in.MemoryLimitMB < 256 || in.MemoryLimitMB > 1<<20):
@@ -211,12 +222,15 @@ type Ingest struct {
 	done      chan struct{}
 	closeOnce sync.Once
 
-	procs []Processor
-	red   redaction
-	sig   *signatures // verify.go
+	procs    []Processor
+	tickers  []Ticker  // the procs that are Tickers (tick.go)
+	lastTick time.Time // wall clock of the last tick
+	red      redaction
+	sig      *signatures // verify.go
 
 	revokedMu sync.Mutex
-	revokedPs []int32 // partitions revoked since the last batch
+	revokedPs []int32        // partitions revoked since the last batch
+	owned     map[int32]bool // events partitions assigned (guarded by revokedMu)
 	lim       schemas.Limits
 	dlTable   string
 
@@ -239,6 +253,7 @@ type metrics struct {
 	retries     *prometheus.CounterVec
 	lastCommit  prometheus.Gauge
 	aborted     prometheus.Counter
+	ticks       prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (metrics, error) {
@@ -269,8 +284,11 @@ func newMetrics(reg prometheus.Registerer) (metrics, error) {
 		aborted: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "agentrail_ingest_aborted_batches_total", Help: "Batch transactions aborted (partitions moved or producing failed); the batch is consumed again.",
 		}),
+		ticks: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "agentrail_ingest_ticks_total", Help: "Ticks whose output (work due on ingest's clock) was committed.",
+		}),
 	}
-	for _, c := range []prometheus.Collector{m.records, m.deadLetters, m.batches, m.batchRows, m.insertSecs, m.retries, m.lastCommit, m.aborted} {
+	for _, c := range []prometheus.Collector{m.records, m.deadLetters, m.batches, m.batchRows, m.insertSecs, m.retries, m.lastCommit, m.aborted, m.ticks} {
 		if err := reg.Register(c); err != nil {
 			return m, fmt.Errorf("consumers: register metrics: %w", err)
 		}
@@ -379,6 +397,11 @@ func New(ctx context.Context, cfg Config, reg prometheus.Registerer, log *slog.L
 	for _, o := range opts {
 		o(in)
 	}
+	for _, p := range in.procs {
+		if t, ok := p.(Ticker); ok {
+			in.tickers = append(in.tickers, t)
+		}
+	}
 	return in, nil
 }
 
@@ -477,10 +500,23 @@ func (in *Ingest) Run(ctx context.Context) error {
 	stopWatch := in.watchRegistry(ctx) // verify.go: reloads the signing keys
 	defer stopWatch()
 	b := newBatch()
+	in.lastTick = time.Now()
 	for {
 		pollCtx, cancel := ctx, context.CancelFunc(func() {})
 		if len(b.recs) > 0 {
 			pollCtx, cancel = context.WithDeadline(ctx, b.first.Add(in.cfg.Ingest.BatchInterval))
+		} else if due, ok := in.tickDeadline(); ok {
+			// Between batches: work due on ingest's clock (tick.go).
+			if !time.Now().Before(due) {
+				if err := in.tick(ctx); err != nil {
+					if ctx.Err() != nil {
+						return nil
+					}
+					return err
+				}
+				due, _ = in.tickDeadline()
+			}
+			pollCtx, cancel = context.WithDeadline(ctx, due)
 		}
 		fetches := in.cl.PollRecords(pollCtx, in.cfg.Ingest.BatchRows-len(b.recs))
 		cancel()
@@ -777,7 +813,7 @@ func (in *Ingest) process(ctx context.Context, b *batch) ([]Output, error) {
 		return nil, nil
 	}
 	in.applyRevocations()
-	pb := &Batch{Events: b.events, Quarantined: b.quarantined, FirstOffset: b.offset, Now: in.now()}
+	pb := &Batch{Events: b.events, Quarantined: b.quarantined, FirstOffset: b.offset, Now: in.now(), ReadCommitted: in.readCommitted}
 	outs := make([]Output, len(in.procs))
 	b.t.procs = b.t.procs[:0]
 	for i, p := range in.procs {
@@ -926,6 +962,9 @@ func (in *Ingest) closeSession(ctx context.Context) {
 	cancel()
 	in.sess.Close()
 	in.sess, in.cl = nil, nil
+	in.revokedMu.Lock()
+	in.owned = nil // a new session is assigned afresh
+	in.revokedMu.Unlock()
 }
 
 // brokerGone reports whether a failed Begin or End is about the broker:
@@ -970,13 +1009,24 @@ func (in *Ingest) revoked(_ context.Context, _ *kgo.Client, lost map[string][]in
 	in.log.Info("partitions revoked", "partitions", lost[in.cfg.Kafka.Topics.Events])
 	in.revokedMu.Lock()
 	in.revokedPs = append(in.revokedPs, lost[in.cfg.Kafka.Topics.Events]...)
+	for _, p := range lost[in.cfg.Kafka.Topics.Events] {
+		delete(in.owned, p)
+	}
 	in.revokedMu.Unlock()
 }
 
 // assigned logs the partitions this member was given (in a cooperative
-// rebalance, only the new ones).
+// rebalance, only the new ones) and adds them to those ticks cover.
 func (in *Ingest) assigned(_ context.Context, _ *kgo.Client, got map[string][]int32) {
 	in.log.Info("partitions assigned", "partitions", got[in.cfg.Kafka.Topics.Events])
+	in.revokedMu.Lock()
+	if in.owned == nil {
+		in.owned = map[int32]bool{}
+	}
+	for _, p := range got[in.cfg.Kafka.Topics.Events] {
+		in.owned[p] = true
+	}
+	in.revokedMu.Unlock()
 }
 
 func (in *Ingest) applyRevocations() {

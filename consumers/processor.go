@@ -52,6 +52,12 @@ type Batch struct {
 	FirstOffset map[int32]int64
 	// Now is ingest's clock for this batch (injectable in tests).
 	Now time.Time
+	// ReadCommitted calls fn with every record of topic a read_committed
+	// consumer sees, from the first stamped at or after since up to the
+	// last stable offsets: a processor restoring partitions asks it whether
+	// records a tick emitted were committed (see Ticker). Nil outside
+	// ingest.
+	ReadCommitted func(ctx context.Context, topic string, since time.Time, fn func(*kgo.Record)) error
 }
 
 // Accepted is a validated event with its place in the events topic.

@@ -5,7 +5,9 @@
 // them) and 64 bucket fingerprints that locate a changed row. Entries are
 // kept in the ledger table and on the ledger topic; retention records what it
 // removes or rewrites as entries of the same chain, so verify passes across
-// a retention run and fails on any other change (see Verify).
+// a retention run and fails on any other change (see Verify). Seals run on
+// the ledger's own timer (Run, every Config.Interval) up to the ingest
+// group's committed offsets, so they never wait for more events.
 //
 // Metrics:
 //

@@ -17,7 +17,10 @@
 // Prometheus counter. Violations that rest on missing evidence (no approval,
 // no decision) are held for Config.SettleAfter after the result arrived, so
 // an approval given before the execution but delivered after it is not
-// flagged. docs/ANALYSTS.md describes the tables and views.
+// flagged; they are emitted when due even if no further event arrives, by
+// ingest's tick (Tick, tick.go). Abandoned traces need no tick: v_traces
+// computes the state from abandon_at at query time. docs/ANALYSTS.md
+// describes the tables and views.
 //
 // Metrics:
 //

@@ -175,6 +175,7 @@ type batchView struct {
 	order  []string                // traces in order of first appearance
 	events [][]*consumers.Accepted // each trace's events, in stream order
 	states []*traceState           // each trace's cached state, once restore found or made it
+	tick   bool                    // a tick: no events, at the committed offsets (tick.go)
 }
 
 // eventsOf returns the batch's events of a trace, in stream order.
@@ -482,6 +483,9 @@ func (c *Correlator) evaluate(bv *batchView, id string, st *traceState, batchEve
 			p = batchEvents[0].Partition
 		}
 		mk := marker{partition: p, offset: bv.b.FirstOffset[p]}
+		if bv.tick {
+			mk.offset = tickOffset(mk.offset)
+		}
 		if markers == nil {
 			markers = map[Kind]marker{}
 		}
@@ -568,6 +572,7 @@ type traceRow struct {
 type outputBuilder struct {
 	traces     []traceRow
 	violations []emitted
+	tick       bool // records stamped with their detection time (resolveTicks looks them up by it)
 }
 
 // ViolationRecord is the JSON value of a record on the violations topic.
@@ -613,7 +618,11 @@ func (ob *outputBuilder) output(c *Correlator, now time.Time) (consumers.Output,
 			if err != nil {
 				return o, fmt.Errorf("correlate: encode violation: %w", err)
 			}
-			o.Records = append(o.Records, &kgo.Record{Topic: c.cfg.ViolationTopic, Key: []byte(v.TraceID), Value: val})
+			r := &kgo.Record{Topic: c.cfg.ViolationTopic, Key: []byte(v.TraceID), Value: val}
+			if ob.tick {
+				r.Timestamp = v.DetectedAt
+			}
+			o.Records = append(o.Records, r)
 		}
 	}
 	return o, nil

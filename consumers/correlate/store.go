@@ -138,6 +138,10 @@ func (c *Correlator) initPartitions(ctx context.Context, bv *batchView) error {
 		}
 		c.log.Info("removed violation rows of an uncommitted batch; the batch is redone", "rows", n, "partitions", fresh)
 	}
+	// Rows of ticks whose transaction's fate ClickHouse cannot tell.
+	if err := c.resolveTicks(ctx, bv, fresh); err != nil {
+		return err
+	}
 
 	// 2. Traces ClickHouse already holds, as xxHash64 of their id.
 	hashes := map[int32][]uint64{}
@@ -222,8 +226,15 @@ func (c *Correlator) advance(bv *batchView) {
 		}
 	}
 	for p, first := range bv.b.FirstOffset {
-		// A batch of only rejected records still moves the partition on.
-		if ps := c.parts[p]; ps != nil && first > ps.lastEnd {
+		ps := c.parts[p]
+		switch {
+		case ps == nil:
+		case bv.tick:
+			// A tick reads below its committed offset and moves nothing:
+			// the next batch starts at first without being a redo.
+			ps.lastEnd = max(ps.lastEnd, first-1)
+		case first > ps.lastEnd:
+			// A batch of only rejected records still moves the partition on.
 			ps.lastEnd = first
 		}
 	}
