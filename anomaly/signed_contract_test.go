@@ -33,7 +33,7 @@ import (
 const debianPython = "/usr/bin/python3"
 
 // requirePython returns debianPython if it imports modules; otherwise the
-// test fails under CI (CI=true) and is skipped elsewhere, naming what to
+// test fails under CI (CI set, as .ci/run runs) and is skipped elsewhere, naming what to
 // install.
 func requirePython(t *testing.T, modules ...string) string {
 	t.Helper()
@@ -41,7 +41,7 @@ func requirePython(t *testing.T, modules ...string) string {
 	if err != nil {
 		msg := fmt.Sprintf("%s cannot import %s (apt-get install python3-cryptography python3-confluent-kafka): %v\n%s",
 			debianPython, strings.Join(modules, ", "), err, out)
-		if os.Getenv("CI") == "true" {
+		if os.Getenv("CI") != "" {
 			t.Fatal(msg)
 		}
 		t.Skip(msg)

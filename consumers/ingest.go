@@ -1,8 +1,8 @@
 // Package consumers is agentrail's ingest stage: a Kafka consumer-group
-// member that decodes, validates, verifies the signature of (package
-// signing) and writes every agent event to ClickHouse, dead-letters what it
-// cannot decode or validate, and quarantines what is not shown to come from
-// the agent it names (verify.go).
+// member that verifies the signature of (package signing, before anything
+// is decoded), decodes, validates and writes every agent event to
+// ClickHouse, quarantines what is not shown to come from the agent it names
+// (verify.go), and dead-letters what it cannot decode or validate.
 //
 // Delivery: a batch's offsets are committed only after ClickHouse
 // acknowledged its rows, in one Kafka transaction with the batch's dead
