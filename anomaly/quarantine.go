@@ -80,7 +80,9 @@ func (p *Processor) quarantineAlerts(ctx context.Context, b *consumers.Batch) ([
 		}
 		st.count++
 		st.first, st.last = earlier(st.first, q.Time), later(st.last, q.Time)
-		st.ids = append(st.ids, q.EventID)
+		if q.EventID != "" { // "" when the value was withheld (not a valid event)
+			st.ids = append(st.ids, q.EventID)
+		}
 		if q.Verdict.KeyID != "" && len(st.keys) < 5 && !slices.Contains(st.keys, q.Verdict.KeyID) {
 			st.keys = append(st.keys, q.Verdict.KeyID)
 		}
@@ -120,7 +122,7 @@ func (p *Processor) readQuarantine(ctx context.Context, agents, reasons []string
 	maxIDs := strconv.Itoa(p.cfg.MaxEventIDs)
 	q := `SELECT agent_id, reason, toInt64(toUnixTimestamp(toStartOfHour(event_time))) * 1000000 AS hour, any(team), count(),
 			min(event_time), max(event_time),
-			arrayMap(x -> x.2, groupArraySorted(` + maxIDs + `)((event_time, event_id))),
+			arrayMap(x -> x.2, groupArraySortedIf(` + maxIDs + `)((event_time, event_id), event_id != '')),
 			arrayFilter(k -> k != '', groupUniqArray(5)(key_id)),
 			tupleElement(min((partition, offset)), 1), tupleElement(min((partition, offset)), 2)
 		FROM ` + p.db + `.quarantine FINAL

@@ -1,8 +1,8 @@
 // Package consumers is agentrail's ingest stage: a Kafka consumer-group
-// member that decodes, validates, verifies the signature of (package
-// signing) and writes every agent event to ClickHouse, dead-letters what it
-// cannot decode or validate, and quarantines what is not shown to come from
-// the agent it names (verify.go).
+// member that verifies the signature of (package signing, before anything
+// is decoded), decodes, validates and writes every agent event to
+// ClickHouse, quarantines what is not shown to come from the agent it names
+// (verify.go), and dead-letters what it cannot decode or validate.
 //
 // Delivery: a batch's offsets are committed only after ClickHouse
 // acknowledged its rows, in one Kafka transaction with the batch's dead
@@ -658,30 +658,31 @@ func (in *Ingest) decode(ctx context.Context, b *batch) error {
 	return nil
 }
 
-// prepare decodes, validates, redacts and verifies one record into a,
-// stamped with its place in the topic, with what redaction did (*reds) and
-// the signature's verdict (*v). It is ingest's per-record work, safe to run
-// on several goroutines at once. A record that cannot be accepted is
-// returned as a dead letter (class set); the error is non-nil only when ctx
-// ended while a transient decode failure (schema registry) was retried.
+// prepare verifies the signature of, decodes, validates, redacts and checks
+// the claims of one record into a, stamped with its place in the topic, with
+// what redaction did (*reds) and the signature's verdict (*v). It is
+// ingest's per-record work, safe to run on several goroutines at once.
+//
+// The signature comes first, over the record's exact bytes (verify.go): a
+// record whose signature does not verify is quarantined whatever its bytes
+// are (*v says why, a holds what it claims, if anything), and only one whose
+// signature verifies (or any, with signatures off) is decoded and validated.
+// A record that cannot be accepted is returned as a dead letter (class
+// set). The error is non-nil only when ctx ended while a transient decode
+// failure (schema registry) was retried.
 func (in *Ingest) prepare(ctx context.Context, r *kgo.Record, a *Accepted, reds *[]redact.Redaction, v *signing.Verdict) (deadLetter, error) {
 	a.Partition, a.Offset = r.Partition, r.Offset
 	if len(r.Value) > in.cfg.Ingest.MaxRecordBytes {
 		return deadLetter{rec: r, class: "oversize",
 			err: fmt.Errorf("record is %d bytes, larger than ingest.max_record_bytes %d", len(r.Value), in.cfg.Ingest.MaxRecordBytes)}, nil
 	}
+	ver := in.sig.v.Load() // nil with signatures off
+	if *v = in.verifySignature(ver, r); !v.Genuine() {
+		*reds = nil
+		return deadLetter{}, in.describeQuarantined(ctx, r, a, reds, v) // verify.go
+	}
 	e := &a.Event
-	var decErr error
-	var invalid *schemas.ValidationError
-	err := retry(ctx, in, "decode", func() error {
-		// Decoded and validated in one pass (strings are checked as they
-		// are read).
-		decErr = in.dec.DecodeValid(ctx, r.Value, e, in.now(), in.lim)
-		if decErr != nil && !errors.Is(decErr, schemas.ErrMalformed) && !errors.As(decErr, &invalid) {
-			return decErr // transient: the schema registry did not answer
-		}
-		return nil
-	})
+	invalid, decErr, err := in.decodeValid(ctx, r, e)
 	if err != nil {
 		return deadLetter{}, err
 	}
@@ -693,9 +694,26 @@ func (in *Ingest) prepare(ctx context.Context, r *kgo.Record, a *Accepted, reds 
 	}
 	// Redaction first: nothing keeps the event before it, the quarantine
 	// included (the signature covers the record's bytes, not the event).
-	*reds = in.redact(e) // redaction.go
-	*v = in.verify(r, e) // verify.go
+	*reds = in.redact(e)             // redaction.go
+	*v = in.verifyClaims(ver, *v, e) // verify.go
 	return deadLetter{}, nil
+}
+
+// decodeValid decodes and validates r's value into e in one pass (strings
+// are checked as they are read). A malformed value is decErr; one that
+// decodes but is not valid is also invalid. err is non-nil only when ctx
+// ended while a transient failure (the schema registry did not answer) was
+// retried.
+func (in *Ingest) decodeValid(ctx context.Context, r *kgo.Record, e *schemas.Event) (invalid *schemas.ValidationError, decErr, err error) {
+	err = retry(ctx, in, "decode", func() error {
+		invalid = nil
+		decErr = in.dec.DecodeValid(ctx, r.Value, e, in.now(), in.lim)
+		if decErr != nil && !errors.Is(decErr, schemas.ErrMalformed) && !errors.As(decErr, &invalid) {
+			return decErr // transient
+		}
+		return nil
+	})
+	return invalid, decErr, err
 }
 
 // flush makes the batch durable, then commits its offsets:

@@ -56,7 +56,7 @@ func produce(t *testing.T, brokerAddr string, recs []*kgo.Record) {
 	}
 }
 
-func encodeAll(t *testing.T, topic string, evs []*schemas.Event) []*kgo.Record {
+func encodeAll(t testing.TB, topic string, evs []*schemas.Event) []*kgo.Record {
 	enc := schemas.NewSingleObjectEncoder()
 	var recs []*kgo.Record
 	for _, e := range evs {

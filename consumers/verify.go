@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/agentrail/agentrail/consumers/redact"
 	"github.com/agentrail/agentrail/schemas"
 	"github.com/agentrail/agentrail/signing"
 )
@@ -73,10 +74,12 @@ func (c *SignatureConfig) validate() error {
 	return nil
 }
 
-// Quarantined is an event that failed signature verification: decoded and
-// valid, but not shown to come from the agent it names. Ingest writes it to
-// the quarantine table instead of events, and processors see it in
-// Batch.Quarantined (the anomaly stage raises an alert).
+// Quarantined is a record that failed signature verification: not shown to
+// come from the agent it names. Event is what the record claims (decoded,
+// valid and redacted), or, when its value is not a valid event, only the
+// key's agent and the record's timestamp (see describeQuarantined). Ingest
+// writes it to the quarantine table instead of events, and processors see it
+// in Batch.Quarantined (the anomaly stage raises an alert).
 type Quarantined struct {
 	schemas.Event
 	Topic     string
@@ -156,15 +159,68 @@ func (s *signatures) reload() error {
 	return nil
 }
 
-// verify is ingest's one call per decoded, valid record: whether the event
-// comes from the agent it names. With signatures off every event passes,
-// unattributed.
-func (in *Ingest) verify(r *kgo.Record, e *schemas.Event) signing.Verdict {
-	v := in.sig.v.Load()
+// verifySignature is ingest's first look at a record (v is the verifier in
+// force, nil with signatures off, when every record passes unattributed):
+// its signature over the exact bytes of its value, before anything is
+// decoded.
+func (in *Ingest) verifySignature(v *signing.Verifier, r *kgo.Record) signing.Verdict {
 	if v == nil {
 		return signing.Verdict{}
 	}
-	return v.Verify(r.Headers, r.Value, e.Agent.ID, e.Time)
+	return v.VerifySignature(r.Headers, r.Value)
+}
+
+// verifyClaims checks what needs the decoded event, for a record whose
+// signature verified: the key's agent is the event's agent_id, and the key
+// was valid at its event_time.
+func (in *Ingest) verifyClaims(v *signing.Verifier, signed signing.Verdict, e *schemas.Event) signing.Verdict {
+	if v == nil {
+		return signed
+	}
+	return v.VerifyClaims(signed, e.Agent.ID, e.Time)
+}
+
+// describeQuarantined fills a with what a record whose signature did not
+// verify claims, for its quarantine row and its alert; the verdict (*v) is
+// already reached and nothing here changes it. A value that decodes into a
+// valid event is kept as its claim, redacted like an accepted event (*reds).
+// Any other value is withheld, as a dead letter's undecodable value is:
+// nothing of it but its size and SHA-256 is kept, the row names the agent
+// the key belongs to (none for an unsigned record or an unknown key) and the
+// record's Kafka timestamp as its event_time, and the detail says why.
+func (in *Ingest) describeQuarantined(ctx context.Context, r *kgo.Record, a *Accepted, reds *[]redact.Redaction, v *signing.Verdict) error {
+	e := &a.Event
+	invalid, decErr, err := in.decodeValid(ctx, r, e)
+	if err != nil {
+		return err
+	}
+	if decErr == nil {
+		*reds = in.redact(e) // redaction.go
+		return nil
+	}
+	*e = schemas.Event{} // a failed decode may have filled part of it
+	e.Agent.ID = v.KeyAgent
+	e.Time = in.receivedAt(r)
+	if invalid != nil {
+		v.Detail += "; the value is not a valid event (validation of " + invalid.Field + "), its content is withheld"
+	} else {
+		v.Detail += "; the value does not decode, its content is withheld"
+	}
+	return nil
+}
+
+// receivedAt is the event_time of a quarantined record whose value is
+// withheld: its Kafka timestamp, which a redone batch reads again, or
+// ingest's clock when that is outside the event_time validation accepts
+// (ingest.max_past, ingest.max_future), so a forged timestamp cannot put
+// the row out of the table's range.
+func (in *Ingest) receivedAt(r *kgo.Record) time.Time {
+	now := in.now()
+	t := r.Timestamp
+	if t.IsZero() || t.Before(now.Add(-in.lim.MaxPast)) || t.After(now.Add(in.lim.MaxFuture)) {
+		return now.UTC()
+	}
+	return t.UTC()
 }
 
 // quarantine keeps an event that failed verification with the batch.

@@ -15,13 +15,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/agentrail/agentrail/consumers/redact"
 	"github.com/agentrail/agentrail/internal/kafkacfg"
 	"github.com/agentrail/agentrail/internal/testenv"
 	"github.com/agentrail/agentrail/schemas"
 	"github.com/agentrail/agentrail/signing"
 )
 
-func testSigner(t *testing.T, agent, kid, alg string, material []byte) *signing.Signer {
+func testSigner(t testing.TB, agent, kid, alg string, material []byte) *signing.Signer {
 	t.Helper()
 	s, err := signing.NewSigner(agent, kid, alg, material)
 	if err != nil {
@@ -48,7 +49,7 @@ func edKey(s *signing.Signer, extra string) string {
 	return fmt.Sprintf("      - {id: %s, alg: ed25519, public_key: %s%s}\n", s.KeyID(), signing.EncodePublicKey(s.PublicKey()), extra)
 }
 
-func writeRegistry(t *testing.T, path string, agents map[string]string) {
+func writeRegistry(t testing.TB, path string, agents map[string]string) {
 	t.Helper()
 	ids := make([]string, 0, len(agents))
 	for id := range agents {
@@ -336,5 +337,85 @@ func TestSignatureConfig(t *testing.T) {
 	c.defaults()
 	if c.Mode != SignaturesEnforce || c.RegistryFile != DefaultRegistryFile || c.validate() != nil {
 		t.Fatalf("defaults: %+v", c)
+	}
+}
+
+// TestPrepareVerifiesFirst holds prepare to the contract's order: the
+// signature over the exact bytes first, decoding only after. A record whose
+// signature does not verify is quarantined whatever its bytes are, its
+// value withheld when it is not a valid event; a record whose signature
+// verifies and whose content is bad is the agent's own, dead-lettered.
+func TestPrepareVerifiesFirst(t *testing.T) {
+	dir := t.TempDir()
+	s := testSigner(t, "agent-0", "agent-0-ed", signing.Ed25519, bytes.Repeat([]byte{0}, 32))
+	reg := filepath.Join(dir, "registry.yaml")
+	writeRegistry(t, reg, map[string]string{"agent-0": edKey(s, "")})
+	now := time.Now().UTC()
+	ts := now.Add(-time.Minute).Truncate(time.Millisecond)
+	const secret = "ghp_aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789"
+
+	valid := traceEvents(0, now)[0] // agent-0
+	valid.Intent.Rationale = "repo key " + secret
+	invalid := traceEvents(0, now)[0]
+	invalid.TraceID = "not-a-trace"
+	invalid.Intent.Rationale = "repo key " + secret
+	enc := func(e *schemas.Event) []byte { return encodeAll(t, "events", []*schemas.Event{e})[0].Value }
+	signed := func(v []byte) *kgo.Record {
+		return sign(s, []*kgo.Record{{Topic: "events", Value: v, Timestamp: ts}})[0]
+	}
+	// resigned returns a record carrying orig's signature headers over
+	// other bytes: altered after signing.
+	altered := func(orig *kgo.Record, v []byte) *kgo.Record {
+		return &kgo.Record{Topic: "events", Value: v, Headers: orig.Headers, Timestamp: ts}
+	}
+	good := enc(valid)
+	undecodable := append([]byte(nil), good[:len(good)/2]...)
+
+	enforce := SignatureConfig{RegistryFile: reg, DisableWatch: true}
+	for _, tc := range []struct {
+		name     string
+		sc       SignatureConfig
+		rec      *kgo.Record
+		dead     string         // dead-letter class, or "" when not dead-lettered
+		reason   signing.Reason // quarantine reason, or "" when genuine
+		withheld bool           // the quarantined value is not kept
+	}{
+		{"genuine", enforce, signed(good), "", "", false},
+		{"signed then altered to not decode", enforce, altered(signed(good), undecodable), "", signing.BadSignature, true},
+		{"signed then altered to fail validation", enforce, altered(signed(good), enc(invalid)), "", signing.BadSignature, true},
+		{"signed then altered, still valid", enforce, altered(signed(good), enc(traceEvents(7, now)[0])), "", signing.BadSignature, false},
+		{"signed, content fails validation", enforce, signed(enc(invalid)), "validation", "", false},
+		{"signed, content does not decode", enforce, signed(undecodable), "decode", "", false},
+		{"unsigned, does not decode", enforce, &kgo.Record{Topic: "events", Value: undecodable, Timestamp: ts}, "", signing.Unsigned, true},
+		{"signed with another agent's key", enforce, signed(enc(traceEvents(1, now)[0])), "", signing.IdentityMismatch, false},
+		{"off, does not decode", SignatureConfig{Mode: SignaturesOff}, altered(signed(good), undecodable), "decode", "", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			in := prepareIngest(t, tc.sc)
+			var a Accepted
+			var reds []redact.Redaction
+			var v signing.Verdict
+			d, err := in.prepare(context.Background(), tc.rec, &a, &reds, &v)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d.class != tc.dead || v.Reason != tc.reason {
+				t.Fatalf("dead letter %q (%v), verdict %+v; want dead letter %q, reason %q", d.class, d.err, v, tc.dead, tc.reason)
+			}
+			if tc.reason == "" || tc.dead != "" {
+				return
+			}
+			if strings.Contains(fmt.Sprintf("%+v", a.Event), secret) || strings.Contains(v.Detail, secret) {
+				t.Errorf("the planted secret is kept: %+v %q", a.Event, v.Detail)
+			}
+			if tc.withheld {
+				wantAgent := v.KeyAgent
+				if a.EventID != "" || a.Intent != nil || a.Agent.ID != wantAgent || !a.Time.Equal(ts) || !strings.Contains(v.Detail, "withheld") {
+					t.Errorf("withheld: event %+v detail %q; want only agent %q and time %s", a.Event, v.Detail, wantAgent, ts)
+				}
+			} else if a.EventID == "" || a.Intent == nil {
+				t.Errorf("the claim of a valid event is not kept: %+v", a.Event)
+			}
+		})
 	}
 }

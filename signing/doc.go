@@ -24,15 +24,28 @@
 //     which the registry names by file or environment variable, never
 //     inline).
 //
-// Verification (Verifier.Verify) checks, in order: the headers are present
-// and well formed (else unsigned or bad_signature), the key id is
-// registered (unknown_key), the signature matches the value (bad_signature),
-// the key belongs to the agent the event claims to be (identity_mismatch),
-// and the key was valid at the event's event_time, allowing a small clock
-// skew (key_expired, key_not_yet_valid). Keys rotate by overlapping
+// Verification checks, in order, first over the record's exact bytes and
+// before anything of the value is decoded (Verifier.VerifySignature): the
+// headers are present and well formed (else unsigned or bad_signature), the
+// key id is registered (unknown_key), and the signature matches the value
+// (bad_signature). The key id names the key and so its agent. Only then is
+// the value decoded and validated, and the event's claims checked
+// (Verifier.VerifyClaims): the key belongs to the agent the event claims to
+// be (identity_mismatch), and the key was valid at the event's event_time,
+// allowing a small clock skew (key_expired, key_not_yet_valid).
+// Verifier.Verify is the two in order. Keys rotate by overlapping
 // validity: an agent may hold several keys at once, and an event signed
 // with the old key is accepted as long as its event_time falls within that
 // key's validity, however late it arrives.
+//
+// What lands where, in ingest: a record whose signature does not verify is
+// quarantined with its reason, whatever its bytes are, even bytes that do
+// not decode or an event that fails validation (its value is then withheld:
+// only its size and SHA-256 are kept). A record whose signature verifies but
+// whose value does not decode or validate is the signing agent's own bad
+// event: it is dead-lettered (decode, validation), like any bad record, not
+// quarantined. An event that decodes and validates but fails a claim check
+// is quarantined.
 //
 // A key id names one key across the whole registry. Use a key only for
 // signing agentrail events.

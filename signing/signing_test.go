@@ -334,3 +334,46 @@ func TestSignatureVectors(t *testing.T) {
 		t.Errorf("hmac-sha256 signature %s", got)
 	}
 }
+
+// VerifySignature decides on the bytes alone, before any decoding; the
+// claims the decoded event makes are VerifyClaims', and Verify is the two.
+func TestVerifySignatureThenClaims(t *testing.T) {
+	s := mustSigner(t, "billing-bot", "billing-bot-1", Ed25519, seed(1))
+	v, err := NewVerifier(time.Minute, keyOf(s, seed(1), t0.Add(-time.Hour), t0.Add(time.Hour)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	value := []byte("any bytes at all: nothing here is decoded")
+	hs := headers(s, value)
+	signed := v.VerifySignature(hs, value)
+	if !signed.Genuine() || signed.KeyID != "billing-bot-1" || signed.KeyAgent != "billing-bot" {
+		t.Fatalf("VerifySignature = %+v", signed)
+	}
+	altered := append([]byte(nil), value...)
+	altered[0] ^= 1
+	if vd := v.VerifySignature(hs, altered); vd.Reason != BadSignature || vd.KeyAgent != "billing-bot" {
+		t.Errorf("altered: %+v", vd)
+	}
+	for _, tc := range []struct {
+		agent string
+		at    time.Time
+		want  Reason
+	}{
+		{"billing-bot", t0, ""},
+		{"support-bot", t0, IdentityMismatch},
+		{"billing-bot", t0.Add(2 * time.Hour), KeyExpired},
+		{"billing-bot", t0.Add(-2 * time.Hour), KeyNotYetValid},
+	} {
+		if got := v.VerifyClaims(signed, tc.agent, tc.at); got.Reason != tc.want || got.KeyID != "billing-bot-1" {
+			t.Errorf("VerifyClaims(%s, %s) = %+v, want %q", tc.agent, tc.at, got, tc.want)
+		}
+		if got := v.Verify(hs, value, tc.agent, tc.at); got.Reason != tc.want {
+			t.Errorf("Verify(%s, %s) = %+v, want %q", tc.agent, tc.at, got, tc.want)
+		}
+	}
+	// A verdict that did not verify stays what it is.
+	bad := Verdict{Reason: BadSignature, KeyID: "billing-bot-1", Detail: "x"}
+	if got := v.VerifyClaims(bad, "billing-bot", t0); got != bad {
+		t.Errorf("VerifyClaims(bad) = %+v", got)
+	}
+}

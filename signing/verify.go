@@ -141,8 +141,23 @@ func ParseHeaders(hs []kgo.RecordHeader) (kid, sig []byte, ok bool, err error) {
 }
 
 // Verify checks the record whose value and headers are given, decoded into
-// an event of agentID at eventTime (both read from the signed value).
+// an event of agentID at eventTime (both read from the signed value): it is
+// VerifySignature, then VerifyClaims.
 func (v *Verifier) Verify(hs []kgo.RecordHeader, value []byte, agentID string, eventTime time.Time) Verdict {
+	out := v.VerifySignature(hs, value)
+	if !out.Genuine() {
+		return out
+	}
+	return v.VerifyClaims(out, agentID, eventTime)
+}
+
+// VerifySignature checks what needs no decoding, over the exact bytes of
+// the value: the headers are present and well formed (else unsigned or
+// bad_signature), the key id is registered (unknown_key) and the signature
+// matches (bad_signature). A genuine verdict names the key and its agent;
+// only then is the value worth decoding, and the event's claims are checked
+// with VerifyClaims.
+func (v *Verifier) VerifySignature(hs []kgo.RecordHeader, value []byte) Verdict {
 	kid, sig, ok, err := ParseHeaders(hs)
 	if err != nil {
 		return Verdict{Reason: BadSignature, Detail: err.Error()}
@@ -157,8 +172,24 @@ func (v *Verifier) Verify(hs []kgo.RecordHeader, value []byte, agentID string, e
 	out := Verdict{KeyID: k.ID, KeyAgent: k.AgentID}
 	if !k.verify(value, sig) {
 		out.Reason, out.Detail = BadSignature, fmt.Sprintf("%s signature by key %s does not match the record's %d bytes", k.Alg, k.ID, len(value))
-		return out
 	}
+	return out
+}
+
+// VerifyClaims checks the decoded event of a record whose signature
+// verified (signed, a genuine verdict of VerifySignature by this verifier):
+// the key belongs to the agent the event claims to be (identity_mismatch),
+// and the key was valid at the event's event_time, with the clock skew
+// allowed (key_expired, key_not_yet_valid).
+func (v *Verifier) VerifyClaims(signed Verdict, agentID string, eventTime time.Time) Verdict {
+	if !signed.Genuine() {
+		return signed
+	}
+	k, found := v.keys[signed.KeyID]
+	if !found { // a verdict of another verifier: the key is not in this one
+		return Verdict{Reason: UnknownKey, KeyID: signed.KeyID, Detail: "key " + signed.KeyID + " is not in the registry"}
+	}
+	out := Verdict{KeyID: k.ID, KeyAgent: k.AgentID}
 	if k.AgentID != agentID {
 		out.Reason, out.Detail = IdentityMismatch, fmt.Sprintf("signed with key %s of agent %s, the event claims agent %s", k.ID, k.AgentID, agentID)
 		return out
