@@ -13,8 +13,9 @@ import (
 // max_events_per_group; from then on every try pushes the oldest one out,
 // usually out of the counted window too, and tries from other partitions
 // arrive out of order. The count used to start over on both, so a busy agent
-// paid a recount of up to max_events_per_group tries on every try: at 25,000
-// events/s that held one batch in the anomaly stage for 5.4 s. Now a try
+// paid a recount of up to max_events_per_group tries on every try, which
+// under a steady load held whole batches in the anomaly stage
+// (docs/PERFORMANCE-HISTORY.md, "Freshness inside `make bench`"). Now a try
 // entering the window in any order is one add, a try leaving it from the
 // front is one leave, and moving to a later denial's window leaves and adds
 // the difference; only trimming past the denial, a denial earlier than the

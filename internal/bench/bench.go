@@ -416,10 +416,9 @@ const loadSpan = 7 * 24 * time.Hour
 // loadSpan after from, encodes each as Avro and as canonical JSON, and
 // hands them to sink in chunks, in the order the fleet made them. The fleet
 // is one seeded sequence, so it runs on this goroutine; encoding, most of
-// the work (the JSON form alone about 40%), runs on one worker per CPU, and
-// sink runs on a goroutine of its own, one chunk at a time. All on one
-// goroutine, the load took 53-60 s of the benchmark's 15 minutes; this way
-// 17-21 s (docs/PERFORMANCE.md, the eighth session's run).
+// the work, runs on one worker per CPU, and sink runs on a goroutine of its
+// own, one chunk at a time, so the load takes a small share of the
+// benchmark's 15 minutes (docs/PERFORMANCE.md, "The latest full run").
 func loadEvents(ctx context.Context, n int, from time.Time, sink func(*loadChunk)) error {
 	fleet := simulate.New(loadFleet)
 	at := from
@@ -649,8 +648,8 @@ func machine() string {
 }
 
 // mergePriority says whether ClickHouse runs its merges below inserts and
-// queries, as the figures in docs/PERFORMANCE.md since the fifth session
-// assume: without it, freshness and alert latency suffer most.
+// queries, as the figures in docs/PERFORMANCE.md assume: without it,
+// freshness and alert latency suffer most.
 func mergePriority(pid int) string {
 	below, err := chserver.MergesBelowInserts(pid)
 	switch {

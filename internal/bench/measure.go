@@ -12,8 +12,9 @@ import (
 	"time"
 )
 
-// settleLimit bounds settle: at 2 M events the merges left after a run
-// finish in seconds.
+// settleLimit bounds settle, so that merges which never go quiet cannot
+// hold up the benchmark; a run's leftover merges normally end well within
+// it (each run prints how long they took).
 const settleLimit = 2 * time.Minute
 
 // settle waits for the merges ClickHouse still runs on db's tables after a

@@ -149,8 +149,8 @@ func (e *env) runPeer(ctx context.Context, i int) (throughput, error) {
 		select {
 		case <-ctx.Done():
 			return throughput{}, ctx.Err()
-		// Each count() costs ClickHouse a few milliseconds of CPU, which
-		// counts against the peer: poll every 100 ms, not faster.
+		// Each count() costs ClickHouse CPU, which counts against the
+		// peer: poll every 100 ms, not faster.
 		case <-time.After(100 * time.Millisecond):
 		}
 	}

@@ -71,10 +71,11 @@ const (
 	//
 	// Merges run at nice 10, below inserts and queries: a merge then waits
 	// for a CPU that ingest's inserts or an analyst's query would want, and
-	// catches up when they leave one idle. On two cores this halved the p99
-	// of freshness at half load (docs/PERFORMANCE.md, "Merges below
-	// inserts"). The engine needs CAP_SYS_NICE for it; without it the
-	// setting does nothing, and Serve logs a warning (MergesBelowInserts).
+	// catches up when they leave one idle, so a steady load's batches are
+	// not starved of CPU by merges (docs/PERFORMANCE-HISTORY.md, "Merges
+	// below inserts, and the merges left after a run"). The engine needs
+	// CAP_SYS_NICE for it; without it the setting does nothing, and Serve
+	// logs a warning (MergesBelowInserts).
 	configHead = "<!-- Written by agentrail's chserver at every start; edits are lost. -->\n<clickhouse>\n" +
 		"  <kafka><auto_offset_reset>smallest</auto_offset_reset></kafka>\n" +
 		"  <os_threads_nice_value_merge_mutate>10</os_threads_nice_value_merge_mutate>\n"

@@ -18,8 +18,8 @@ const capSysNice = 23
 // setting only when CAP_SYS_NICE is among its effective capabilities, and
 // then only while a thread runs a merge; without the capability, merges
 // compete with inserts and queries as equals, and under a steady load they
-// can hold up ingest's batches (docs/PERFORMANCE.md, "Merges below
-// inserts").
+// can hold up ingest's batches (docs/PERFORMANCE-HISTORY.md, "Merges below
+// inserts, and the merges left after a run").
 func MergesBelowInserts(pid int) (bool, error) {
 	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {

@@ -19,7 +19,9 @@ import (
 )
 
 // startTimeout bounds how long StartProcess waits for the child to answer.
-// Loading the 566 MB library and the tables usually takes about a second.
+// The child loads the engine library and its tables before it answers; the
+// bound is generous so that a loaded host or a cold disk does not fail a
+// start that would have succeeded.
 const startTimeout = 60 * time.Second
 
 // LogName is the file in DataDir that receives a child server's output.

@@ -1,9 +1,10 @@
 -- v_events collapses an event's copies partition by partition
 -- (do_not_merge_across_partitions_select_final). Every copy of an event has
 -- the same tier and event time, so it lands in the same partition, and no
--- copy is missed. FINAL then merges each partition on its own, which made
--- one agent's or team's week about 4x faster and one trace 1.1-1.3x at 10 M
--- events (docs/PERFORMANCE.md, "v_events merges partition by partition").
+-- copy is missed. FINAL then merges each partition on its own: smaller
+-- merges, which can run in parallel, instead of one sorted stream across
+-- every part a query reads (docs/PERFORMANCE-HISTORY.md, "v_events merges
+-- partition by partition").
 --
 -- Two rows with the same sort key in different partitions (the same event
 -- id claimed with two tiers: a conflicting copy, not a redelivery) now both
