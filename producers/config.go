@@ -39,9 +39,28 @@ const (
 	SDKVersion = "0.1.0"
 )
 
+// KafkaConfig is how an Emitter reaches Kafka: seed brokers, TLS, SASL and
+// topic names, with the same YAML keys as the services' kafka section. The
+// names below let code in another module set every field; KafkaOpts on
+// Config takes whatever franz-go option these do not cover.
+type (
+	KafkaConfig = kafkacfg.Config
+	KafkaTLS    = kafkacfg.TLSConfig
+	KafkaSASL   = kafkacfg.SASL
+	KafkaTopics = kafkacfg.Topics
+)
+
 // Config configures an Emitter. Zero values take the defaults in Defaults.
 type Config struct {
-	Kafka kafkacfg.Config `yaml:"kafka"`
+	Kafka KafkaConfig `yaml:"kafka"`
+	// KafkaOpts are extra franz-go client options, applied after those
+	// built from Kafka and the Emitter's own, so they can override either:
+	// a tls.Config of the agent's own (kgo.DialTLSConfig), a SASL
+	// mechanism Kafka does not name (kgo.SASL), a dialer or hooks. Options
+	// that break the Emitter's guarantees (kgo.DefaultProduceTopic,
+	// kgo.MaxBufferedRecords, kgo.RecordDeliveryTimeout) should be left
+	// alone.
+	KafkaOpts []kgo.Opt `yaml:"-"`
 	// RegistryURL is the schema registry. When set, the Event schema is
 	// registered there and records use the Confluent framing; when empty,
 	// records use the Avro single-object encoding.
@@ -79,8 +98,6 @@ type Config struct {
 	// Signing names Agent's key: its registered id, algorithm, and the
 	// file or environment variable holding the private key.
 	Signing *signing.SignerConfig `yaml:"signing"`
-
-	kgoOpts []kgo.Opt // tests: faster retries
 }
 
 // Defaults for Config.

@@ -209,7 +209,7 @@ func New(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Emitter, err
 		// an outage, and the Emitter logs an outage's start and end itself.
 		kgo.WithLogger(kafkacfg.Logger(log, kgo.LogLevelError)),
 	)
-	opts = append(opts, cfg.kgoOpts...)
+	opts = append(opts, cfg.KafkaOpts...)
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("producers: kafka client: %w", err)

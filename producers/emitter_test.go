@@ -470,7 +470,7 @@ func TestBrokerGone(t *testing.T) {
 		cfg.BlockLimit = blockLimit
 		cfg.DeliveryTimeout = time.Second
 		cfg.ProbeInterval = 50 * time.Millisecond
-		cfg.kgoOpts = fastRetries
+		cfg.KafkaOpts = fastRetries
 		cfg.OnDeliveryError = func(id string, err error) {
 			mu.Lock()
 			reported[id] = err
@@ -589,7 +589,7 @@ func TestDeliveryErrorKeepsID(t *testing.T) {
 	}
 	em, _ = newTestEmitter(t, c.ListenAddrs(), func(cfg *Config) {
 		cfg.DeliveryTimeout = time.Second
-		cfg.kgoOpts = fastRetries
+		cfg.KafkaOpts = fastRetries
 		cfg.OnDeliveryError = func(id string, err error) {
 			got := strings.Clone(id)
 			// The record just freed is the likeliest one for this call to
@@ -634,7 +634,7 @@ func TestRecovers(t *testing.T) {
 		cfg.MaxBufferedRecords = 4
 		cfg.DeliveryTimeout = time.Second
 		cfg.ProbeInterval = 20 * time.Millisecond
-		cfg.kgoOpts = fastRetries
+		cfg.KafkaOpts = fastRetries
 	})
 	ctx := context.Background()
 	emit := func() error {

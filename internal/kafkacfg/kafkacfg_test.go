@@ -2,15 +2,6 @@ package kafkacfg
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,6 +10,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/agentrail/agentrail/internal/testenv"
 )
 
 func TestValidate(t *testing.T) {
@@ -60,7 +53,7 @@ func TestMissingSecretNamesTheSource(t *testing.T) {
 // (kfake) that requires TLS and SASL/SCRAM-SHA-512, produces and consumes.
 func TestTLSAndSCRAM(t *testing.T) {
 	dir := t.TempDir()
-	serverTLS, caFile := selfSigned(t, dir)
+	serverTLS, caFile := testenv.SelfSignedTLS(t, dir)
 	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.TLS(serverTLS), kfake.EnableSASL(),
 		kfake.Superuser("SCRAM-SHA-512", "agentrail", "s3cret"), kfake.SeedTopics(1, "t"))
 	if err != nil {
@@ -114,37 +107,4 @@ func TestTLSAndSCRAM(t *testing.T) {
 	if err := cl2.Ping(sctx); err == nil {
 		t.Fatal("ping with the wrong password succeeded")
 	}
-}
-
-// selfSigned makes a CA-less self-signed server certificate for localhost
-// and writes it as the CA file clients trust.
-func selfSigned(t *testing.T, dir string) (*tls.Config, string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "localhost"},
-		DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, IsCA: true, BasicConstraintsValid: true,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-	kb, _ := x509.MarshalECPrivateKey(key)
-	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb})
-	pair, err := tls.X509KeyPair(certPEM, keyPEM)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca := filepath.Join(dir, "ca.pem")
-	if err := os.WriteFile(ca, certPEM, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}, ca
 }
