@@ -55,7 +55,7 @@ bench: chdb build
 # repeatedly during 1M events, ClickHouse down 30 s, broker restart,
 # rebalances, 1% poison. Each ends with exact accounting.
 faults: chdb build
-	AGENTRAIL_BIN=$(CURDIR)/$(BIN) AGENTRAIL_FAULTS_FULL=1 $(GO) test -count=1 -v -timeout 60m -run . ./internal/faulttest
+	AGENTRAIL_BIN=$(CURDIR)/$(BIN) AGENTRAIL_FAULTS_FULL=1 $(GO) test -count=1 -v -timeout 60m -run . ./pipeline/faulttest
 
 # The tests under the race detector (needs cgo and a C compiler; slower,
 # so not part of make test). Allocation tests skip themselves there.

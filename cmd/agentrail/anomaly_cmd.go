@@ -6,81 +6,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/agentrail/agentrail/anomaly"
-	"github.com/agentrail/agentrail/consumers"
 	"github.com/agentrail/agentrail/internal/chstore"
-	"github.com/agentrail/agentrail/internal/kafkacfg"
 )
-
-// alertTopicPartitions: alerts are few; keyed by alert_id, an alert's
-// versions stay in order on one partition.
-const alertTopicPartitions = 3
-
-// newAnomalyEngine builds the anomaly-rules stage (anomaly/) from the
-// config's anomaly section: the rules of anomaly.rules_file (or the
-// built-in deployments/rules.yaml) evaluated on every batch, alerts to the
-// alerts table and topic. The rules are reloaded when the file changes and
-// on SIGHUP (the stage itself never touches signals; this wiring does, for
-// as long as ctx lives).
-func newAnomalyEngine(ctx context.Context, cfg pipelineConfig, reg prometheus.Registerer, log *slog.Logger) (consumers.Processor, error) {
-	if cfg.Anomaly.Disabled {
-		return nil, nil
-	}
-	ac := cfg.Anomaly
-	ac.Defaults()
-	if err := ensureAlertTopic(ctx, cfg.Kafka, ac.AlertTopic); err != nil {
-		return nil, err
-	}
-	conn, err := chstore.Open(ctx, cfg.ClickHouse)
-	if err != nil {
-		return nil, err
-	}
-	p, err := anomaly.New(ac, conn, cfg.ClickHouse.Database, reg, log)
-	if err != nil {
-		conn.Close()
-		return nil, err
-	}
-	go func() {
-		if err := p.Run(ctx); err != nil {
-			log.Error("anomaly stage: rule file watch stopped; reload with SIGHUP", "err", err)
-		}
-	}()
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	go func() {
-		defer signal.Stop(hup)
-		for {
-			select {
-			case <-hup:
-				_ = p.Reload() // logged and counted by Reload
-			case <-ctx.Done():
-				closeCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-				_ = p.Close(closeCtx)
-				cancel()
-				conn.Close()
-				return
-			}
-		}
-	}()
-	return p, nil
-}
-
-func ensureAlertTopic(ctx context.Context, kc kafkacfg.Config, topic string) error {
-	cl, err := newKafkaClient(kc)
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
-	return kafkacfg.EnsureTopics(ctx, cl, alertTopicPartitions, topic)
-}
 
 // runRules is `agentrail rules check FILE...` and `agentrail rules
 // backtest --from --to [--rules FILE]`.

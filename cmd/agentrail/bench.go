@@ -9,10 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/agentrail/agentrail/consumers"
-	"github.com/agentrail/agentrail/internal/bench"
+	"github.com/agentrail/agentrail/pipeline/bench"
 )
 
 // runBench runs the end-to-end benchmark on the embedded default.
@@ -54,11 +51,6 @@ func runBench(ctx context.Context, args []string) int {
 		return exitCode("bench", err)
 	}
 	cfg.Bin = self
-	cfg.Processors = func(ctx context.Context, c consumers.Config, reg prometheus.Registerer) ([]consumers.Processor, error) {
-		pc := pipelineConfig{Config: c}
-		pc.Defaults()
-		return buildProcessors(ctx, pc, reg, cfg.Log)
-	}
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
 		if err != nil {

@@ -6,53 +6,13 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"log/slog"
 	"os"
 	"strings"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/agentrail/agentrail/consumers"
 	"github.com/agentrail/agentrail/consumers/correlate"
 	"github.com/agentrail/agentrail/internal/chstore"
-	"github.com/agentrail/agentrail/internal/kafkacfg"
 )
-
-// newCorrelator builds the trace-correlation stage (consumers/correlate):
-// it creates the violations topic if needed and opens its own ClickHouse
-// connection, which lives as long as the process.
-func newCorrelator(ctx context.Context, cfg pipelineConfig, reg prometheus.Registerer, log *slog.Logger) (consumers.Processor, error) {
-	cc := cfg.Correlation
-	cc.Defaults()
-	if cc.Disabled {
-		return nil, nil
-	}
-	if err := cc.Validate(); err != nil {
-		return nil, err
-	}
-	cl, err := newKafkaClient(cfg.Kafka)
-	if err != nil {
-		return nil, err
-	}
-	err = kafkacfg.EnsureTopics(ctx, cl, 12, cc.ViolationTopic)
-	cl.Close()
-	if err != nil {
-		return nil, fmt.Errorf("correlation: %w", err)
-	}
-	conn, err := chstore.Open(ctx, cfg.ClickHouse)
-	if err != nil {
-		return nil, fmt.Errorf("correlation: %w", err)
-	}
-	c, err := correlate.New(cc, conn, cfg.ClickHouse.Database, reg, log)
-	if err != nil {
-		conn.Close()
-		return nil, err
-	}
-	log.Info("correlation enabled", "violation_topic", cc.ViolationTopic, "max_traces", cc.MaxTraces,
-		"settle_after", cc.SettleAfter, "abandon_after", cc.AbandonAfter)
-	return c, nil
-}
 
 // runTrace is `agentrail trace TRACE_ID [--json]`: one trace as a timeline
 // (who, what, which policy, who approved, what happened, violations,

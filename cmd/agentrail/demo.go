@@ -26,6 +26,7 @@ import (
 	"github.com/agentrail/agentrail/internal/chstore"
 	"github.com/agentrail/agentrail/internal/kafkacfg"
 	"github.com/agentrail/agentrail/ledger"
+	"github.com/agentrail/agentrail/pipeline"
 	"github.com/agentrail/agentrail/producers"
 	"github.com/agentrail/agentrail/producers/simulate"
 	"github.com/agentrail/agentrail/schemas"
@@ -119,17 +120,13 @@ func (d *demo) run(ctx context.Context, duration time.Duration, rate float64, se
 	// the fleet's demo keys.
 	cfg.Signatures = consumers.SignatureConfig{Mode: consumers.SignaturesEnforce, RegistryFile: filepath.Join("deployments", "registry.yaml")}
 	cfg.Defaults()
-	applied, err := migrate(ctx, cfg.ClickHouse)
+	applied, err := pipeline.Migrate(ctx, cfg.ClickHouse)
 	if err != nil {
 		return err
 	}
 	d.printf("  migrations applied             %v\n\n", applied)
 	reg := prometheus.NewRegistry()
-	procs, err := buildProcessors(ctx, cfg, reg, d.log)
-	if err != nil {
-		return err
-	}
-	in, err := consumers.New(ctx, cfg.Config, reg, d.log, consumers.WithProcessors(procs...))
+	in, err := pipeline.NewIngest(ctx, cfg, reg, d.log)
 	if err != nil {
 		return err
 	}
@@ -234,7 +231,7 @@ func writeDemoSecret(dir string) (string, error) {
 }
 
 func (d *demo) sendPoison(ctx context.Context, kc kafkacfg.Config) (int, error) {
-	cl, err := newKafkaClient(kc)
+	cl, err := pipeline.KafkaClient(kc)
 	if err != nil {
 		return 0, err
 	}
@@ -263,7 +260,7 @@ func (d *demo) sendPoison(ctx context.Context, kc kafkacfg.Config) (int, error) 
 // waitCaughtUp waits until the ingest group has committed the end of every
 // partition of the events topic.
 func (d *demo) waitCaughtUp(ctx context.Context, kc kafkacfg.Config, group string) error {
-	cl, err := newKafkaClient(kc)
+	cl, err := pipeline.KafkaClient(kc)
 	if err != nil {
 		return err
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/agentrail/agentrail/anomaly"
 	"github.com/agentrail/agentrail/internal/kafkacfg"
+	"github.com/agentrail/agentrail/pipeline"
 	"github.com/agentrail/agentrail/producers/simulate"
 	"github.com/agentrail/agentrail/schemas"
 	"github.com/agentrail/agentrail/signing"
@@ -19,7 +20,7 @@ import (
 // was signed, one signed with another agent's key, one signed with a key
 // nobody registered. Each names a real agent of the fleet.
 func (d *demo) plantForgeries(ctx context.Context, kc kafkacfg.Config, at time.Time) (int, error) {
-	cl, err := newKafkaClient(kc)
+	cl, err := pipeline.KafkaClient(kc)
 	if err != nil {
 		return 0, err
 	}

@@ -28,6 +28,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/agentrail/agentrail/internal/testenv"
+	"github.com/agentrail/agentrail/pipeline"
 	"github.com/agentrail/agentrail/producers"
 )
 
@@ -106,7 +107,7 @@ func registeredMetrics(t *testing.T) map[string]*metricFamily {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	cfg, err := parseConfig(nil, "")
+	cfg, err := pipeline.Parse(nil, "")
 	if err != nil {
 		t.Fatal(err)
 	}

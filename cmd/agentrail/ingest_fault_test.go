@@ -50,7 +50,7 @@ func TestIngestSurvivesSIGKILL(t *testing.T) {
 	// run is the same static member (instance_id), as a restarted pod of a
 	// StatefulSet is: it takes the killed run's place in the group and
 	// fences its open transaction at once. (Dynamic members killed
-	// repeatedly: internal/faulttest's TestIngestKilledRepeatedly.)
+	// repeatedly: pipeline/faulttest's TestIngestKilledRepeatedly.)
 	cfgFile := filepath.Join(t.TempDir(), "ingest.yaml")
 	if err := os.WriteFile(cfgFile, []byte("ingest:\n  batch_rows: 20000\n  instance_id: ingest-0\nsignatures:\n  mode: off\n"), 0o644); err != nil {
 		t.Fatal(err)

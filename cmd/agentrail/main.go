@@ -70,6 +70,28 @@ func usage(w io.Writer) {
 	fmt.Fprintln(w, "\nRun \"agentrail <command> -h\" for a command's flags.")
 }
 
+// onSIGHUP calls reload on every SIGHUP until the returned stop is called:
+// the one place a reload signal is handled (packages never touch signals).
+func onSIGHUP(reload func()) (stop func()) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-hup:
+				reload()
+			case <-done:
+				return
+			}
+		}
+	}()
+	return func() {
+		signal.Stop(hup)
+		close(done)
+	}
+}
+
 // newLogger is the one place log format is decided: text to stderr.
 func newLogger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))

@@ -15,10 +15,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/agentrail/agentrail/consumers"
 	"github.com/agentrail/agentrail/internal/broker"
-	"github.com/agentrail/agentrail/internal/chstore"
 	"github.com/agentrail/agentrail/internal/kafkacfg"
+	"github.com/agentrail/agentrail/pipeline"
 )
 
 func runBroker(ctx context.Context, args []string) int {
@@ -50,20 +49,11 @@ func runMigrate(ctx context.Context, args []string) int {
 	if err != nil {
 		return exitCode("migrate", err)
 	}
-	applied, err := migrate(ctx, cfg.ClickHouse)
+	applied, err := pipeline.Migrate(ctx, cfg.ClickHouse)
 	if err == nil {
 		fmt.Printf("migrations applied: %v (database %s)\n", applied, cfg.ClickHouse.Database)
 	}
 	return exitCode("migrate", err)
-}
-
-func migrate(ctx context.Context, c chstore.Config) ([]int, error) {
-	conn, err := chstore.Open(ctx, c)
-	if err != nil {
-		return nil, err
-	}
-	defer conn.Close()
-	return chstore.Migrate(ctx, conn, c.Database)
 }
 
 func runIngest(ctx context.Context, args []string) int {
@@ -79,10 +69,7 @@ func runIngest(ctx context.Context, args []string) int {
 		return exitCode("ingest", err)
 	}
 	log := newLogger()
-	if _, err := migrate(ctx, cfg.ClickHouse); err != nil {
-		return exitCode("ingest", err)
-	}
-	if err := ensureTopics(ctx, cfg.Kafka); err != nil {
+	if _, err := pipeline.Migrate(ctx, cfg.ClickHouse); err != nil {
 		return exitCode("ingest", err)
 	}
 	reg := prometheus.NewRegistry()
@@ -91,6 +78,8 @@ func runIngest(ctx context.Context, args []string) int {
 		return exitCode("ingest", err)
 	}
 	defer in.Close(context.Background())
+	stopReload := onSIGHUP(func() { _ = in.Reload() }) // each stage logs and counts its reload
+	defer stopReload()
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return in.Run(gctx) })
 	if *metricsAddr != "" {
@@ -101,18 +90,15 @@ func runIngest(ctx context.Context, args []string) int {
 	return exitCode("ingest", g.Wait())
 }
 
-// newIngest builds ingest and its in-ingest stages, registering every metric
-// `agentrail ingest` serves on reg (deployments/prometheus rules and the
-// dashboard are checked against these names by TestDeploymentsMetrics).
-func newIngest(ctx context.Context, cfg pipelineConfig, reg prometheus.Registerer, log *slog.Logger) (*consumers.Ingest, error) {
+// newIngest builds ingest and its in-ingest stages (package pipeline),
+// registering every metric `agentrail ingest` serves on reg
+// (deployments/prometheus rules and the dashboard are checked against these
+// names by TestDeploymentsMetrics).
+func newIngest(ctx context.Context, cfg pipeline.Config, reg prometheus.Registerer, log *slog.Logger) (*pipeline.Ingest, error) {
 	if err := registerRuntimeMetrics(reg); err != nil {
 		return nil, err
 	}
-	procs, err := buildProcessors(ctx, cfg, reg, log)
-	if err != nil {
-		return nil, err
-	}
-	return consumers.New(ctx, cfg.Config, reg, log, consumers.WithProcessors(procs...))
+	return pipeline.NewIngest(ctx, cfg, reg, log)
 }
 
 // registerRuntimeMetrics adds the Go and process metrics every serving
@@ -124,19 +110,6 @@ func registerRuntimeMetrics(reg prometheus.Registerer) error {
 		}
 	}
 	return nil
-}
-
-func ensureTopics(ctx context.Context, kc kafkacfg.Config) error {
-	cl, err := newKafkaClient(kc)
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
-	if err := kafkacfg.EnsureTopics(ctx, cl, 12, kc.Topics.Events, kc.Topics.DeadLetter); err != nil {
-		return err
-	}
-	// The chain is one ordered log: one partition.
-	return kafkacfg.EnsureTopics(ctx, cl, 1, kc.Topics.Ledger)
 }
 
 func serveMetrics(ctx context.Context, addr string, reg *prometheus.Registry) error {

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/agentrail/agentrail/internal/kafkacfg"
+	"github.com/agentrail/agentrail/pipeline"
 	"github.com/agentrail/agentrail/producers"
 	"github.com/agentrail/agentrail/producers/simulate"
 	"github.com/agentrail/agentrail/schemas"
@@ -57,7 +58,7 @@ func (f *producerFlags) emitter(ctx context.Context, log *slog.Logger) (*produce
 	default:
 		return nil, nil, fmt.Errorf("--sign %q must be demo or none", f.sign)
 	}
-	if err := ensureTopics(ctx, kc); err != nil {
+	if err := pipeline.EnsureTopics(ctx, kc); err != nil {
 		return nil, nil, err
 	}
 	failed := new(atomic.Int64)

@@ -1,4 +1,4 @@
-package main
+package pipeline
 
 import (
 	"os"
@@ -11,11 +11,11 @@ import (
 // The example config in deployments/ states the defaults: loading it must
 // give exactly what an empty config gives.
 func TestExampleConfigIsTheDefaults(t *testing.T) {
-	got, err := loadConfig("../../deployments/agentrail.yaml")
+	got, err := Load("../deployments/agentrail.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var want pipelineConfig
+	var want Config
 	want.Defaults()
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("example config differs from the defaults:\n got %+v\nwant %+v", got, want)
@@ -52,7 +52,7 @@ func TestConfigErrors(t *testing.T) {
 			if err := os.WriteFile(p, []byte(tc.yaml), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			cfg, err := loadConfig(p)
+			cfg, err := Load(p)
 			if err == nil {
 				err = cfg.Validate()
 			}

@@ -36,6 +36,7 @@ import (
 	"github.com/agentrail/agentrail/internal/chserver"
 	"github.com/agentrail/agentrail/internal/chstore"
 	"github.com/agentrail/agentrail/internal/kafkacfg"
+	"github.com/agentrail/agentrail/pipeline"
 	"github.com/agentrail/agentrail/producers/simulate"
 	"github.com/agentrail/agentrail/schemas"
 )
@@ -68,9 +69,6 @@ type Config struct {
 	Dir  string // working directory (emptied)
 	Out  io.Writer
 	Log  *slog.Logger
-	// Processors builds the in-ingest stages (correlation, anomaly rules)
-	// for a run's database, exactly as `agentrail ingest` does.
-	Processors func(ctx context.Context, cfg consumers.Config, reg prometheus.Registerer) ([]consumers.Processor, error)
 }
 
 // Phases are the parts of the benchmark, in the order they run; Config.Only
@@ -552,14 +550,9 @@ func (e *env) runOurs(ctx context.Context, i int) (throughput, error) {
 		return throughput{}, err
 	}
 	reg := prometheus.NewRegistry()
-	var procs []consumers.Processor
-	if e.cfg.Processors != nil {
-		var err error
-		if procs, err = e.cfg.Processors(ctx, cfg, reg); err != nil {
-			return throughput{}, err
-		}
-	}
-	in, err := consumers.New(ctx, cfg, reg, e.cfg.Log, consumers.WithProcessors(procs...))
+	// The in-ingest stages (correlation, anomaly rules) with their
+	// defaults, wired as `agentrail ingest` wires them.
+	in, err := pipeline.NewIngest(ctx, pipeline.Config{Config: cfg}, reg, e.cfg.Log)
 	if err != nil {
 		return throughput{}, err
 	}

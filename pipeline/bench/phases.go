@@ -17,6 +17,7 @@ import (
 	"github.com/agentrail/agentrail/internal/chserver"
 	"github.com/agentrail/agentrail/internal/chstore"
 	"github.com/agentrail/agentrail/internal/kafkacfg"
+	"github.com/agentrail/agentrail/pipeline"
 	"github.com/agentrail/agentrail/producers"
 	"github.com/agentrail/agentrail/producers/simulate"
 	"github.com/agentrail/agentrail/reports"
@@ -102,14 +103,9 @@ func (e *env) freshness(ctx context.Context, rate float64) (freshness, error) {
 	cfg.Defaults()
 	cfg.Ingest.Group = "bench-fresh"
 	reg := prometheus.NewRegistry()
-	var procs []consumers.Processor
-	if e.cfg.Processors != nil {
-		var err error
-		if procs, err = e.cfg.Processors(ctx, cfg, reg); err != nil {
-			return freshness{}, err
-		}
-	}
-	in, err := consumers.New(ctx, cfg, reg, e.cfg.Log, consumers.WithProcessors(procs...))
+	// The in-ingest stages (correlation, anomaly rules) with their
+	// defaults, wired as `agentrail ingest` wires them.
+	in, err := pipeline.NewIngest(ctx, pipeline.Config{Config: cfg}, reg, e.cfg.Log)
 	if err != nil {
 		return freshness{}, err
 	}

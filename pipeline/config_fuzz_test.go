@@ -1,4 +1,4 @@
-package main
+package pipeline
 
 import (
 	"bytes"
@@ -14,7 +14,7 @@ import (
 // trip through YAML unchanged (so what an operator reads back with
 // `yaml.Marshal` is what the pipeline runs with).
 func FuzzParseConfig(f *testing.F) {
-	example, err := os.ReadFile("../../deployments/agentrail.yaml")
+	example, err := os.ReadFile("../deployments/agentrail.yaml")
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -32,7 +32,7 @@ func FuzzParseConfig(f *testing.F) {
 		f.Add([]byte(seed))
 	}
 	f.Fuzz(func(t *testing.T, raw []byte) {
-		cfg, err := parseConfig(raw, "fuzz.yaml")
+		cfg, err := Parse(raw, "fuzz.yaml")
 		if err != nil {
 			if !strings.HasPrefix(err.Error(), "config fuzz.yaml: ") {
 				t.Fatalf("error does not name the file: %v", err)
@@ -46,7 +46,7 @@ func FuzzParseConfig(f *testing.F) {
 		if err != nil {
 			t.Fatalf("marshal a valid config: %v", err)
 		}
-		again, err := parseConfig(out, "roundtrip.yaml")
+		again, err := Parse(out, "roundtrip.yaml")
 		if err != nil {
 			t.Fatalf("re-parse a valid config: %v\n%s", err, out)
 		}
