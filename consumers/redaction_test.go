@@ -31,9 +31,15 @@ const (
 	rawKey   = "ghp_aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789"
 	rawPhone = "+1 415 555 0134"
 	rawToken = "sk_live_4eC39HqLyjWDarjtT1zdp7dc"
+	rawIBAN  = "GB29 NWBK 6016 1331 9268 19"
+	rawSSN   = "078-05-1121"
+	// An AWS-style secret access key beginning with '/', the kind an
+	// outside corpus found leaking from an approval comment.
+	rawAWSSecret = "/K7MDENGbPxRfiCYEXAMPLEKEYwJalrXUtnFEMI2a"
 )
 
-var rawValues = []string{rawEmail, "4242424242424242", rawCard, rawKey, rawPhone, rawToken, "hunter2-hunter2"}
+var rawValues = []string{rawEmail, "4242424242424242", rawCard, rawKey, rawPhone, rawToken, "hunter2-hunter2",
+	rawIBAN, "GB29NWBK60161331926819", rawSSN, "078051121", rawAWSSecret}
 
 // syncBuffer is a log sink the test can read while ingest writes to it.
 type syncBuffer struct {
@@ -72,18 +78,18 @@ func TestRedactionEndToEnd(t *testing.T) {
 	t1 := traceEvents(1, now)
 	in1 := t1[0].Intent
 	in1.Parameters = map[string]string{"to": rawEmail, "amount": "42.00", "password": "hunter2-hunter2"}
-	in1.Context = map[string]string{"ticket": "SUP-123456", "debug": "GET /v1/charges?api_key=" + rawToken}
+	in1.Context = map[string]string{"ticket": "SUP-123456", "debug": "GET /v1/charges?api_key=" + rawToken, "kyc": "SSN " + rawSSN}
 	in1.Rationale = "customer " + rawEmail + " paid twice with card " + rawCard + "; callback " + rawPhone + "; repo key " + rawKey
 	in1.ActionDigest = schemas.ActionDigest(t1[0].Agent.ID, in1.Tool, in1.Action, in1.Target, in1.Parameters)
 	for _, e := range t1[1:] {
 		switch {
 		case e.Approval != nil:
 			e.Approval.ActionDigest = in1.ActionDigest
-			e.Approval.Comment = "ok, confirmed with " + rawEmail + " by phone " + rawPhone
+			e.Approval.Comment = "ok, confirmed with " + rawEmail + " by phone " + rawPhone + "; aws key " + rawAWSSecret
 		case e.Result != nil:
 			e.Result.ActionDigest = in1.ActionDigest
 			e.Result.ErrorMessage = "psp said: invalid key " + rawToken
-			e.Result.SideEffects = []string{"refund:re_123", "receipt mailed to " + rawEmail}
+			e.Result.SideEffects = []string{"refund:re_123", "receipt mailed to " + rawEmail, "paid to " + rawIBAN}
 		}
 	}
 	// Trace 2: the same address under another key, to join on.
@@ -99,10 +105,10 @@ func TestRedactionEndToEnd(t *testing.T) {
 	bad := traceEvents(3, now)[0]
 	bad.TraceID = "not-a-trace"
 	bad.Intent.Parameters = map[string]string{"to": rawEmail, "card": rawCard}
-	bad.Intent.Rationale = "key " + rawKey
+	bad.Intent.Rationale = "key " + rawKey + " iban " + rawIBAN + " ssn " + rawSSN + " secret " + rawAWSSecret
 	poison := encodeAll(t, kc.Topics.Events, []*schemas.Event{bad})[0]
 	garbage := &kgo.Record{Topic: kc.Topics.Events, Key: []byte(rawEmail),
-		Value: []byte("not avro: " + rawEmail + " " + rawCard + " " + rawKey)}
+		Value: []byte("not avro: " + rawEmail + " " + rawCard + " " + rawKey + " " + rawIBAN + " " + rawSSN + " " + rawAWSSecret)}
 	recs = append(recs, poison, garbage)
 	produce(t, addr, recs)
 
@@ -186,7 +192,7 @@ func TestRedactionEndToEnd(t *testing.T) {
 	if i1.params["to"] != ps || i1.params["amount"] != "42.00" || i1.params["password"] != "[secret]" {
 		t.Errorf("parameters = %v (pseudonym %s)", i1.params, ps)
 	}
-	if i1.ctx["ticket"] != "***" || i1.ctx["debug"] != "GET /v1/charges?api_key=[secret]" {
+	if i1.ctx["ticket"] != "***" || i1.ctx["debug"] != "GET /v1/charges?api_key=[secret]" || i1.ctx["kyc"] != "SSN [ssn]" {
 		t.Errorf("context = %v", i1.ctx)
 	}
 	wantRationale := "customer [email:" + ps + "] paid twice with card [card:****4242]; callback [phone:ps:"
@@ -202,7 +208,7 @@ func TestRedactionEndToEnd(t *testing.T) {
 	}
 	slices.Sort(got)
 	want := []string{
-		"context.debug mask secret", "context.ticket mask ticket",
+		"context.debug mask secret", "context.kyc mask ssn", "context.ticket mask ticket",
 		"parameters.password mask secret", "parameters.to pseudonym email",
 		"rationale mask card", "rationale mask secret", "rationale pseudonym email", "rationale pseudonym phone",
 	}
@@ -210,10 +216,11 @@ func TestRedactionEndToEnd(t *testing.T) {
 		t.Errorf("redactions =\n %q\nwant\n %q", got, want)
 	}
 	ap, res := read(t1[2].EventID), read(t1[3].EventID)
-	if !strings.Contains(ap.comment, "[email:"+ps+"]") || len(ap.paths) != 2 {
+	if !strings.Contains(ap.comment, "[email:"+ps+"]") || !strings.HasSuffix(ap.comment, "; aws key [high_entropy]") || len(ap.paths) != 3 {
 		t.Errorf("approval: comment %q, redactions %v", ap.comment, ap.paths)
 	}
-	if res.errMessage != "psp said: invalid key [secret]" || res.sideEffects[1] != "receipt mailed to [email:"+ps+"]" || res.digest != in1.ActionDigest {
+	if res.errMessage != "psp said: invalid key [secret]" || res.sideEffects[1] != "receipt mailed to [email:"+ps+"]" ||
+		res.sideEffects[2] != "paid to [iban]" || res.digest != in1.ActionDigest {
 		t.Errorf("result: %q %v %s", res.errMessage, res.sideEffects, res.digest)
 	}
 
@@ -279,7 +286,7 @@ func TestRedactionEndToEnd(t *testing.T) {
 			if err := ing.dec.Decode(bg, r.Value, &e); err != nil {
 				t.Fatalf("redacted dead letter does not decode: %v", err)
 			}
-			if e.Intent.Parameters["to"] != ps || e.Intent.Parameters["card"] != "[card:****4242]" || e.Intent.Rationale != "key [secret]" || e.TraceID != "not-a-trace" {
+			if e.Intent.Parameters["to"] != ps || e.Intent.Parameters["card"] != "[card:****4242]" || e.Intent.Rationale != "key [secret] iban [iban] ssn [ssn] secret [high_entropy]" || e.TraceID != "not-a-trace" {
 				t.Errorf("redacted dead letter = %+v", e.Intent)
 			}
 			sum := sha256.Sum256(poison.Value)
@@ -315,7 +322,7 @@ func TestDeadLetterKeepRawMasked(t *testing.T) {
 		t.Fatal(err)
 	}
 	in := &Ingest{red: redaction{r: r}, dec: dec}
-	raw := []byte("\xc3\x01garbage " + rawEmail + " " + rawCard + " " + rawKey + " end")
+	raw := []byte("\xc3\x01garbage " + rawEmail + " " + rawCard + " " + rawKey + " " + rawIBAN + " " + rawSSN + " " + rawAWSSecret + " end")
 	v, hdrs := in.deadLetterValue(deadLetter{rec: &kgo.Record{Value: raw}, class: "decode", err: fmt.Errorf("x")})
 	if len(v) != len(raw) || !bytes.HasSuffix(v, []byte(" end")) || !bytes.HasPrefix(v, []byte("\xc3\x01garbage ")) {
 		t.Fatalf("masked value = %q", v)

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/wneessen/go-mail"
+
+	"github.com/agentrail/agentrail/reports/registry"
 )
 
 // Sender delivers one message to its recipients.
@@ -112,7 +114,7 @@ type Rendered struct {
 
 // Render renders r for mail.
 func Render(r *Weekly, domain string) (*Rendered, error) {
-	out := &Rendered{Report: r, ChartCID: fmt.Sprintf("chart.%s.%s@%s", r.Team, r.Week, domain)}
+	out := &Rendered{Report: r, ChartCID: fmt.Sprintf("chart.%s.%s@%s", registry.FileComponent(r.Team), r.Week, domain)}
 	var err error
 	if out.PNG, err = Chart(r); err != nil {
 		return nil, err
@@ -174,7 +176,7 @@ func Message(rd *Rendered, from string, to []string, messageID string, date time
 		mail.WithFileContentType("image/png")); err != nil {
 		return nil, fmt.Errorf("reports: embed chart: %w", err)
 	}
-	base := fmt.Sprintf("agentrail-report-%s-%s", r.Team, r.Week)
+	base := reportBase(r)
 	if err := m.AttachReader(base+".json", bytes.NewReader(rd.JSON), mail.WithFileContentType("application/json")); err != nil {
 		return nil, fmt.Errorf("reports: attach json: %w", err)
 	}

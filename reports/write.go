@@ -8,16 +8,19 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/agentrail/agentrail/reports/registry"
 )
 
 // WriteFiles renders r into dir as agentrail-report-TEAM-WEEK.html (with
 // the chart beside it as .png), .json and .csv, and returns the paths, the
-// HTML first.
+// HTML first. TEAM is registry.FileComponent of the team: a team name that
+// came from events, not the registry, cannot leave dir.
 func WriteFiles(r *Weekly, dir string) ([]string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("reports: create %s: %w", dir, err)
 	}
-	base := fmt.Sprintf("agentrail-report-%s-%s", r.Team, r.Week)
+	base := reportBase(r)
 	png, err := Chart(r)
 	if err != nil {
 		return nil, err
@@ -46,6 +49,14 @@ func WriteFiles(r *Weekly, dir string) ([]string, error) {
 		paths = append(paths, p)
 	}
 	return paths, nil
+}
+
+// reportBase is the file name, without extension, of r's files and mail
+// attachments. Every path or attachment name built from a team goes
+// through registry.FileComponent here; the week is always an ISO week
+// Build made (2026-W47).
+func reportBase(r *Weekly) string {
+	return "agentrail-report-" + registry.FileComponent(r.Team) + "-" + r.Week
 }
 
 // WriteWeekly builds the weekly report of team (every team when "") for

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/agentrail/agentrail/producers/simulate"
+	"github.com/agentrail/agentrail/reports/registry"
 	"github.com/agentrail/agentrail/signing"
 )
 
@@ -61,6 +62,8 @@ func runKeygen(args []string) int {
 	switch {
 	case *agent == "":
 		return exitCode("registry keygen", errors.New("--agent is required"))
+	case registry.CheckAgentID("--agent", *agent) != nil:
+		return exitCode("registry keygen", registry.CheckAgentID("--agent", *agent))
 	case *out == "":
 		return exitCode("registry keygen", errors.New("--out is required (where the private key goes; it never goes in the registry)"))
 	case !signing.KeyIDRE.MatchString(*kid):

@@ -84,6 +84,20 @@ func openStore(ctx context.Context, cf *connFlags) (pipelineConfig, driver.Conn,
 	return cfg, conn, nil
 }
 
+// teamFlagOK checks a --team flag against the registry's team names
+// (registry.TeamNameRule) before anything runs, so a name like "../../x"
+// is a usage error, not a path; "" (no flag) is fine.
+func teamFlagOK(cmd, team string) bool {
+	if team == "" {
+		return true
+	}
+	if err := registry.CheckTeamName("--team", team); err != nil {
+		fmt.Fprintf(os.Stderr, "agentrail %s: %v\n", cmd, err)
+		return false
+	}
+	return true
+}
+
 func whoami() string {
 	if u, err := user.Current(); err == nil && u.Username != "" {
 		return u.Username
@@ -176,6 +190,9 @@ func runReport(ctx context.Context, args []string) int {
 	if ok, code := parseWithArgs(fs, args, 0, ""); !ok {
 		return code
 	}
+	if !teamFlagOK("report weekly", *team) {
+		return 2
+	}
 	cfg, conn, err := openStore(ctx, &cf)
 	if err != nil {
 		return exitCode("report weekly", err)
@@ -221,6 +238,9 @@ func runReports(ctx context.Context, args []string) int {
 	force := fs.Bool("force", false, "send even to recipients who had the week (send)")
 	if ok, code := parseWithArgs(fs, args, 0, ""); !ok {
 		return code
+	}
+	if !teamFlagOK("reports "+sub, *team) {
+		return 2
 	}
 	cfg, conn, err := openStore(ctx, &cf)
 	if err != nil {

@@ -33,6 +33,8 @@ type Detectors struct {
 	Phone       Detector `yaml:"phone"`
 	Secret      Detector `yaml:"secret"` // API keys, tokens, passwords, private keys
 	HighEntropy Detector `yaml:"high_entropy"`
+	IBAN        Detector `yaml:"iban"` // bank account numbers, mod-97 checked
+	SSN         Detector `yaml:"ssn"`  // US social security numbers
 }
 
 // Detector turns one detector off, or chooses what replaces what it finds.
@@ -107,6 +109,10 @@ func (c *Config) Defaults() {
 	def(&c.Detectors.Card, ActionMask)
 	def(&c.Detectors.Secret, ActionMask)
 	def(&c.Detectors.HighEntropy, ActionMask)
+	// Account and national id numbers are masked like cards: their value
+	// space is small enough to enumerate against a leaked pseudonym key.
+	def(&c.Detectors.IBAN, ActionMask)
+	def(&c.Detectors.SSN, ActionMask)
 }
 
 // hasSecretSource reports whether a pseudonym key is configured.
@@ -115,7 +121,8 @@ func (c *Config) hasSecretSource() bool { return c.SecretFile != "" || c.SecretE
 // detectorList pairs each detector with its config, in kind order.
 func (c *Config) detectorList() [numKinds]*Detector {
 	d := &c.Detectors
-	return [numKinds]*Detector{kindSecret: &d.Secret, kindCard: &d.Card, kindEmail: &d.Email, kindPhone: &d.Phone, kindEntropy: &d.HighEntropy}
+	return [numKinds]*Detector{kindSecret: &d.Secret, kindCard: &d.Card, kindEmail: &d.Email, kindPhone: &d.Phone,
+		kindEntropy: &d.HighEntropy, kindIBAN: &d.IBAN, kindSSN: &d.SSN}
 }
 
 // Validate checks the section without I/O; call Defaults first. Errors name

@@ -14,10 +14,15 @@ const (
 	kindEmail
 	kindPhone
 	kindEntropy
+	kindIBAN
+	kindSSN
 	numKinds
 )
 
-var kindNames = [numKinds]string{"secret", "card", "email", "phone", "high_entropy"}
+// kindNames are the detectors' names in config, in redaction records and in
+// mask tokens. find runs the detectors in its own priority order, not this
+// one.
+var kindNames = [numKinds]string{"secret", "card", "email", "phone", "high_entropy", "iban", "ssn"}
 
 func (k kind) String() string { return kindNames[k] }
 
@@ -128,8 +133,14 @@ func (d *detectors) find(s string, out []span) []span {
 	if d.on[kindSecret] && (maxWord >= 15 || maxTok >= 16 || assign > 0 || dashes >= 10) {
 		out = findSecrets(s, out, assign > 0, at > 0, dashes >= 10)
 	}
+	if d.on[kindIBAN] && digits >= minIBANDigits {
+		out = findIBANs(s, out)
+	}
 	if d.on[kindCard] && digits >= 13 {
 		out = findCards(s, out)
+	}
+	if d.on[kindSSN] && digits >= 9 {
+		out = findSSNs(s, out)
 	}
 	if d.on[kindEmail] && at > 0 {
 		out = findEmails(s, out)
@@ -147,7 +158,8 @@ func (d *detectors) find(s string, out []span) []span {
 
 // dropOverlaps keeps, of spans that overlap, the one found first: the
 // detectors run in priority order (a password in a URL is a secret, not
-// the e-mail address it looks like). It filters out[n0:] in place.
+// the e-mail address it looks like; an IBAN, checked by mod-97, is not the
+// card number its digits may also spell). It filters out[n0:] in place.
 func dropOverlaps(out []span, n0 int) []span {
 	kept := out[:n0]
 	for _, a := range out[n0:] {
@@ -797,7 +809,9 @@ const entropyBits = 4.0
 // long that mix upper case, lower case and digits and look random (high
 // entropy, letter pairs unlike words): secrets in formats no prefix
 // announces. Hex (digests, trace ids, UUIDs) has no upper case and is never
-// taken; paths (leading '/' or many '/') are not either.
+// taken; paths are not either (pathLike). '/' and '+' are ordinary
+// characters of base64: an AWS secret access key is 40 of [A-Za-z0-9/+] and
+// may begin with '/' or hold three of them.
 func findHighEntropy(s string, out []span) []span {
 	for i := 0; i < len(s); {
 		if class[s[i]]&cB64 == 0 {
@@ -806,11 +820,14 @@ func findHighEntropy(s string, out []span) []span {
 		}
 		j := i
 		var k uint8
-		slashes := 0
+		slashes, plus := 0, 0
 		for j < len(s) && class[s[j]]&cB64 != 0 {
 			k |= class[s[j]]
-			if s[j] == '/' {
+			switch s[j] {
+			case '/':
 				slashes++
+			case '+':
+				plus++
 			}
 			j++
 		}
@@ -819,14 +836,49 @@ func findHighEntropy(s string, out []span) []span {
 			e--
 		}
 		n := e - i
-		if n >= minEntropyLen && s[i] != '/' && slashes*16 <= n &&
-			k&cDigit != 0 && k&cUpper != 0 && hasLower(s[i:e]) &&
+		// Without a digit only base64 with '+' or '/' counts: a word
+		// identifier has neither.
+		if n >= minEntropyLen && k&cUpper != 0 && hasLower(s[i:e]) &&
+			(k&cDigit != 0 || slashes+plus > 0) &&
+			(slashes == 0 || !pathLike(s[i:e])) &&
 			entropy(s[i:e]) >= entropyBits && !wordLike(s[i:e]) {
 			out = append(out, span{i, j, kindEntropy})
 		}
 		i = j
 	}
 	return out
+}
+
+// minRandomSegment is the shortest path segment pathLike judges: shorter
+// ones ("v1", "JohnDoe") say nothing either way.
+const minRandomSegment = 8
+
+// pathLike reports whether a run with '/' in it is a path rather than a key:
+// no segment between slashes of minRandomSegment or more characters mixes
+// upper and lower case without reading as words. Path segments are words,
+// lower case, or upper case (Documents, InvoiceService2Impl, src, T0001);
+// a random key cut by its own slashes leaves at least one long mixed-case
+// segment that does not read as words.
+func pathLike(s string) bool {
+	for len(s) > 0 {
+		seg := s
+		if k := strings.IndexByte(s, '/'); k >= 0 {
+			seg, s = s[:k], s[k+1:]
+		} else {
+			s = ""
+		}
+		if len(seg) < minRandomSegment {
+			continue
+		}
+		var k uint8
+		for i := 0; i < len(seg); i++ {
+			k |= class[seg[i]]
+		}
+		if k&cUpper != 0 && hasLower(seg) && !wordLike(seg) {
+			return false
+		}
+	}
+	return true
 }
 
 // commonBigrams are the 150 most frequent letter pairs of English text.

@@ -6,7 +6,12 @@ import (
 	"testing"
 )
 
-var allOn = detectors{on: [numKinds]bool{true, true, true, true, true}}
+var allOn = func() (d detectors) {
+	for k := range d.on {
+		d.on[k] = true
+	}
+	return d
+}()
 
 // found renders what the detectors find in s as "kind=match" strings.
 func found(s string) []string {
@@ -58,7 +63,7 @@ func TestDetectors(t *testing.T) {
 		{"iso timestamp", "ts 2026-11-16T09:30:00.123456+01:00", nil},
 		{"signed amount", "delta +1234567.89", nil},
 		{"date", "2026-11-16", nil},
-		{"ssn-like id", "id 123-45-6789", nil},
+		{"ssn, not a phone", "id 123-45-6789", []string{"ssn=123-45-6789"}},
 		{"version", "v10.200.3000 and 1.2.3", nil},
 		{"ip", "10.0.0.1:8080", nil},
 		{"area code from 1", "100-200-3000", nil},
@@ -99,6 +104,42 @@ func TestDetectors(t *testing.T) {
 		{"path", "/Users/JohnDoe/Documents/Report2026Final.pdf", nil},
 		{"relative path", "src/main/java/com/Acme/Billing/InvoiceService2Impl.java", nil},
 		{"pseudonym", "[email:ps:0123456789abcdef] and ps:fedcba9876543210", nil},
+		{"aws secret, leading slash", "approved; key /K7MDENGbPxRfiCYEXAMPLEKEYwJalrXUtnFEMI2a rotated",
+			[]string{"high_entropy=/K7MDENGbPxRfiCYEXAMPLEKEYwJalrXUtnFEMI2a"}},
+		{"aws secret, leading plus", "+K7MDENGbPxRfiCYEXAMPLEKEYwJalrXUtnFEMI2a", []string{"high_entropy=+K7MDENGbPxRfiCYEXAMPLEKEYwJalrXUtnFEMI2a"}},
+		{"aws secret, three slashes", "k=x wJalrXUt/nFEMIK7M/DENGbPxR/fiCYEXAMPLEKEY", []string{"high_entropy=wJalrXUt/nFEMIK7M/DENGbPxR/fiCYEXAMPLEKEY"}},
+		{"aws secret, no digit", "wJalrXUtnFEMI/KqMDENG/bPxRfiCYEXAMPLEKEY", []string{"high_entropy=wJalrXUtnFEMI/KqMDENG/bPxRfiCYEXAMPLEKEY"}},
+		{"url path", "GET /api/v2/Customers/InvoiceHistory/Downloads2026/Statements", nil},
+		{"no digit, no slash", "ThisIsAVeryLongCamelCaseIdentifierNameX", nil},
+
+		// IBAN
+		{"iban compact", "pay to DE89370400440532013000 today", []string{"iban=DE89370400440532013000"}},
+		{"iban grouped", "IBAN: GB29 NWBK 6016 1331 9268 19.", []string{"iban=GB29 NWBK 6016 1331 9268 19"}},
+		{"iban lower case", "nl91abna0417164300", []string{"iban=nl91abna0417164300"}},
+		{"iban shortest", "NO9386011117947", []string{"iban=NO9386011117947"}},
+		{"iban bad check", "DE88370400440532013000", nil},
+		{"iban wrong length", "DE8937040044053201300", nil},
+		{"iban too long", "DE893704004405320130001", nil},
+		{"iban glued", "refDE89370400440532013000", nil},
+		{"iban in an id", "ORD-DE89370400440532013000", nil},
+		{"iban unknown country", "ZZ89370400440532013000", nil},
+		{"iban grouping broken", "DE89 3704 00440532 0130 00", nil},
+
+		// US social security numbers
+		{"ssn", "SSN 078-05-1121 on file", []string{"ssn=078-05-1121"}},
+		{"ssn keyword plain", "ssn: 078051121", []string{"ssn=078051121"}},
+		{"ssn keyword spaces", "Social Security number 078 05 1121", []string{"ssn=078 05 1121"}},
+		{"ssn plain without keyword", "order 078051121 shipped", nil},
+		{"ssn spaces without keyword", "078 05 1121", nil},
+		{"ssn area 000", "000-12-3456", nil},
+		{"ssn area 666", "666-12-3456", nil},
+		{"ssn area 9xx", "912-12-3456", nil},
+		{"ssn group 00", "123-00-4567", nil},
+		{"ssn serial 0000", "123-45-0000", nil},
+		{"ssn in an id", "INV-123-45-6789", nil},
+		{"ssn longer run", "123-45-67890", nil},
+		{"ssn keyword, longer number", "ssn 0780511210", nil},
+		{"ssn-like part number", "part 123-45-6789-01", nil},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -150,6 +191,53 @@ func TestHighEntropyRates(t *testing.T) {
 	t.Logf("identifiers made of words flagged: %d of %d", flagged, n)
 	if flagged > n/200 {
 		t.Errorf("identifiers made of words flagged: %d of %d, want <= 0.5%%", flagged, n)
+	}
+
+	// AWS secret access keys: 40 of [A-Za-z0-9/+], '/' and '+' anywhere,
+	// the first character included.
+	const b64 = alnum + "/+"
+	caught, lead := 0, 0
+	for range n {
+		b := make([]byte, 40)
+		for i := range b {
+			b[i] = b64[rng.IntN(len(b64))]
+		}
+		if b[0] == '/' || b[0] == '+' {
+			lead++
+		}
+		if len(findHighEntropy("key "+string(b)+" rotated", nil)) == 1 {
+			caught++
+		}
+	}
+	t.Logf("random AWS-style secret keys caught: %d of %d (%d begin with '/' or '+')", caught, n, lead)
+	if caught < n*995/1000 {
+		t.Errorf("random AWS-style secret keys caught: %d of %d, want >= 99.5%%", caught, n)
+	}
+
+	// Paths made of words, with digits and capitals, are not keys.
+	flagged = 0
+	for range n {
+		var sb strings.Builder
+		if rng.IntN(2) == 0 {
+			sb.WriteByte('/')
+		}
+		for sb.Len() < 40 {
+			sb.WriteString(words[rng.IntN(len(words))])
+			if rng.IntN(2) == 0 {
+				sb.WriteString(words[rng.IntN(len(words))])
+			}
+			if rng.IntN(3) == 0 {
+				sb.WriteString(string(rune('0' + rng.IntN(10))))
+			}
+			sb.WriteByte('/')
+		}
+		if len(findHighEntropy(sb.String(), nil)) > 0 {
+			flagged++
+		}
+	}
+	t.Logf("paths made of words flagged: %d of %d", flagged, n)
+	if flagged > n/200 {
+		t.Errorf("paths made of words flagged: %d of %d, want <= 0.5%%", flagged, n)
 	}
 }
 

@@ -19,6 +19,8 @@ func FuzzDetectors(f *testing.F) {
 		"eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
 		"-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----",
 		"key aB3dE5gH7jK9mN1pQ3sT5vW7yZ9bC1dF3hJ5 =",
+		"IBAN GB29 NWBK 6016 1331 9268 19 or DE89370400440532013000; SSN 078-05-1121, ssn: 078051121",
+		"approved /K7MDENGbPxRfiCYEXAMPLEKEYwJalrXUtnFEMI2a and wJalrXUt/nFEMIK7M/DENGbPxR/fiCYEXAMPLEKEY",
 		"",
 	} {
 		f.Add(s, "to")
@@ -67,7 +69,7 @@ func FuzzDetectors(f *testing.F) {
 				t.Fatalf("detected %v in %q but redacted nothing", spans, s)
 			}
 			for _, rd := range reds {
-				known := rd.Rule == "requester" || rd.Rule == "notes" || strings.Contains(" email card phone secret high_entropy ", " "+rd.Rule+" ")
+				known := rd.Rule == "requester" || rd.Rule == "notes" || strings.Contains(" email card phone secret high_entropy iban ssn ", " "+rd.Rule+" ")
 				if !known || (rd.Action != ActionDrop && rd.Action != ActionMask && rd.Action != ActionPseudonym) {
 					t.Fatalf("unexpected redaction record %+v", rd)
 				}

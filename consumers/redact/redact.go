@@ -6,9 +6,10 @@
 //   - rules, per tool and action and field path, that drop, mask or
 //     pseudonymise a whole value (or keep it away from the detectors);
 //   - built-in detectors (e-mail addresses, payment cards with a Luhn check,
-//     phone numbers, API keys and tokens, high-entropy strings) over free
-//     text and map values, which replace only the span they match, so the
-//     rest of a rationale stays readable.
+//     phone numbers, API keys and tokens, high-entropy strings, IBANs with
+//     their mod-97 check, US social security numbers) over free text and
+//     map values, which replace only the span they match, so the rest of a
+//     rationale stays readable.
 //
 // A pseudonym is HMAC-SHA256 over the value with a secret key, "ps:" and 16
 // hex digits: stable across events and tables, so analysts can join on a
@@ -40,7 +41,7 @@ import (
 type Redaction struct {
 	Path   string `json:"path"`   // field path: rationale, parameters.to, side_effects[]
 	Action string `json:"action"` // drop, mask or pseudonym
-	Rule   string `json:"rule"`   // the rule's name, or the detector's: email, card, phone, secret, high_entropy
+	Rule   string `json:"rule"`   // the rule's name, or the detector's: email, card, phone, secret, high_entropy, iban, ssn
 }
 
 // Redactor applies a Config. It is safe for concurrent use.
@@ -181,16 +182,20 @@ func (r *Redactor) appendPseudonym(dst []byte, v string) []byte {
 // surrounding space and case do not count (e-mail addresses, user names).
 func normalize(v string) string { return strings.ToLower(strings.TrimSpace(v)) }
 
-// normalizeSpan is normalize, but phone numbers keep only '+' and digits and
-// card numbers only digits, so formatting does not count either.
+// normalizeSpan is normalize, but phone numbers keep only '+' and digits,
+// card and social security numbers only digits, and IBANs only their
+// letters (lower-cased) and digits, so formatting does not count either.
 func normalizeSpan(k kind, v string) string {
-	if k != kindPhone && k != kindCard {
+	if k != kindPhone && k != kindCard && k != kindSSN && k != kindIBAN {
 		return normalize(v)
 	}
 	b := make([]byte, 0, len(v))
 	for i := 0; i < len(v); i++ {
-		if isDigit(v[i]) || v[i] == '+' && k == kindPhone {
-			b = append(b, v[i])
+		switch c := v[i]; {
+		case isDigit(c), c == '+' && k == kindPhone:
+			b = append(b, c)
+		case k == kindIBAN && isAlpha(c):
+			b = append(b, c|0x20)
 		}
 	}
 	return string(b)

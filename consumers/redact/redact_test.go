@@ -313,7 +313,7 @@ func TestDisabledDetectors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := r.Summary(), "rules=0 detectors=secret:mask,card:mask,phone:mask,high_entropy:mask pseudonym_key=false keep_raw_undecodable=false"; got != want {
+	if got, want := r.Summary(), "rules=0 detectors=secret:mask,card:mask,phone:mask,high_entropy:mask,iban:mask,ssn:mask pseudonym_key=false keep_raw_undecodable=false"; got != want {
 		t.Errorf("Summary() = %q, want %q", got, want)
 	}
 	e := intent("email", "send", map[string]string{"to": "alice@customer.example", "token": "abc"}, nil, "")
@@ -352,5 +352,22 @@ func TestScrub(t *testing.T) {
 	}
 	if s := r.ScrubText("field parameters.bob@x.example: bad"); strings.Contains(s, "bob@") {
 		t.Errorf("ScrubText = %q", s)
+	}
+}
+
+// An IBAN and an SSN pseudonymise the same whatever their grouping or case,
+// as phone and card numbers do.
+func TestPseudonymIDNormalized(t *testing.T) {
+	r := newWithSecret(t, Config{Detectors: Detectors{IBAN: Detector{Action: ActionPseudonym}, SSN: Detector{Action: ActionPseudonym}}})
+	a := intent("payments", "payout", map[string]string{"iban": "DE89 3704 0044 0532 0130 00", "ssn": "078-05-1121"}, nil, "")
+	b := intent("payments", "payout", map[string]string{"iban": "de89370400440532013000", "ssn": "SSN 078 05 1121"}, nil, "")
+	r.Redact(a)
+	r.Redact(b)
+	pa, pb := a.Intent.Parameters, b.Intent.Parameters
+	if !psRE.MatchString(pa["iban"]) || pa["iban"] != pb["iban"] {
+		t.Errorf("iban pseudonyms %q and %q", pa["iban"], pb["iban"])
+	}
+	if !psRE.MatchString(pa["ssn"]) || pb["ssn"] != "SSN [ssn:"+pa["ssn"]+"]" {
+		t.Errorf("ssn pseudonyms %q and %q", pa["ssn"], pb["ssn"])
 	}
 }

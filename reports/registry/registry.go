@@ -6,7 +6,10 @@
 // schedule and time zone.
 //
 // Parse reads the YAML file strictly and Validate collects every mistake,
-// each naming its field and line. Apply loads a registry into ClickHouse as
+// each naming its field and line. Team names and agent ids follow
+// TeamNameRule and AgentIDRule (CheckTeamName, CheckAgentID, for the
+// command line too); FileComponent turns any team name, including one
+// that came from events, into a safe file-name component. Apply loads a registry into ClickHouse as
 // versioned rows (valid_from, valid_to), so what was granted at any instant
 // stays answerable after later changes: a grant is never updated in place,
 // it is closed and a new one opened.
@@ -199,7 +202,7 @@ func (r *Registry) Validate() error {
 		case t.Name == "":
 			bad(f+".name", "is required")
 		case !nameRE.MatchString(t.Name):
-			bad(f+".name", "%q must match %s", t.Name, nameRE)
+			bad(f+".name", "%q must match %s (%s)", t.Name, nameRE, TeamNameRule)
 		default:
 			if j, dup := teams[t.Name]; dup {
 				bad(f+".name", "%q is already defined at teams[%d]", t.Name, j)
@@ -241,7 +244,7 @@ func (r *Registry) Validate() error {
 		case a.ID == "":
 			bad(f+".id", "is required")
 		case !agentIDRE.MatchString(a.ID):
-			bad(f+".id", "%q must match %s", a.ID, agentIDRE)
+			bad(f+".id", "%q must match %s (%s)", a.ID, agentIDRE, AgentIDRule)
 		default:
 			if j, dup := agents[a.ID]; dup {
 				bad(f+".id", "%q is already defined at agents[%d]", a.ID, j)
@@ -257,7 +260,7 @@ func (r *Registry) Validate() error {
 				bad(f+".team", "%q is not one of the teams (%s)", a.Team, strings.Join(r.teamNames(), ", "))
 			}
 		case !nameRE.MatchString(a.Team):
-			bad(f+".team", "%q must match %s", a.Team, nameRE)
+			bad(f+".team", "%q must match %s (%s)", a.Team, nameRE, TeamNameRule)
 		}
 		if a.Owner == "" {
 			bad(f+".owner", "is required (the accountable human's email address)")
