@@ -168,9 +168,14 @@ func (b *Builder) Build(ctx context.Context, team TeamInfo, week Week) (*Weekly,
 	loc := team.Location
 	from, to := week.Bounds(loc)
 	r := &Weekly{
-		Team: team.Name, Week: week.String(), TimeZone: loc.String(), From: from, To: to,
+		Team: team.Name, Week: week.String(), TimeZone: loc.String(), From: from.UTC(), To: to.UTC(),
 		GeneratedAt: b.now().UTC().Truncate(time.Second), Recipients: team.Recipients,
 		Changes: []Change{}, Actions: []ActionRow{}, Denials: []DenialRow{}, Agents: []AgentEntry{},
+	}
+	// A report made before the week's end covers it up to now only.
+	r.CoversUntil = r.To
+	if r.GeneratedAt.Before(r.To) {
+		r.Partial, r.CoversUntil = true, r.GeneratedAt
 	}
 	if r.Recipients == nil {
 		r.Recipients = []string{}
@@ -225,7 +230,7 @@ func (b *Builder) Build(ctx context.Context, team TeamInfo, week Week) (*Weekly,
 	}
 	r.Changes = changes(r.Previous, r.Figures)
 
-	r.Daily = daily(wf.daily, week, loc)
+	r.Daily = daily(wf.daily, week, loc, r.CoversUntil)
 	if r.Retention, err = b.retentionSummary(ctx, team.Name, from, to); err != nil {
 		return nil, err
 	}
@@ -426,7 +431,7 @@ func topDenials(ds []denialKey, n int) []DenialRow {
 func (b *Builder) permissions(ctx context.Context, r *Weekly, team string, from, to time.Time, denials []denialKey, ungranted []Ungranted, agent func(string) *AgentEntry) error {
 	p := &r.Permissions
 	p.LookbackDays = b.cfg.UnusedLookbackDays
-	p.LookbackFrom = to.AddDate(0, 0, -b.cfg.UnusedLookbackDays)
+	p.LookbackFrom = to.AddDate(0, 0, -b.cfg.UnusedLookbackDays).UTC()
 	p.Unused, p.TooNew, p.Repeated, p.Ungranted = []GrantFinding{}, []GrantFinding{}, []RepeatedDenial{}, []Ungranted{}
 
 	var version uint32
@@ -556,8 +561,8 @@ func (b *Builder) permissions(ctx context.Context, r *Weekly, team string, from,
 		f := GrantFinding{AgentID: g.AgentID, Tool: g.Tool, Action: g.Action, Resource: g.Resource, Tier: g.Tier,
 			Since: g.ValidFrom.UTC(), Version: g.Version}
 		if g.ValidFrom.After(p.LookbackFrom) {
-			f.Proposal = fmt.Sprintf("granted %s, unused so far; judge after %s", g.ValidFrom.In(r.From.Location()).Format("2006-01-02"),
-				g.ValidFrom.AddDate(0, 0, b.cfg.UnusedLookbackDays).In(r.From.Location()).Format("2006-01-02"))
+			f.Proposal = fmt.Sprintf("granted %s, unused so far; judge after %s", g.ValidFrom.In(r.Location()).Format("2006-01-02"),
+				g.ValidFrom.AddDate(0, 0, b.cfg.UnusedLookbackDays).In(r.Location()).Format("2006-01-02"))
 			p.TooNew = append(p.TooNew, f)
 			continue
 		}
@@ -695,7 +700,7 @@ func (b *Builder) alerts(ctx context.Context, r *Weekly, team string, from, to, 
 			return fmt.Errorf("reports: read alerts: %w", err)
 		}
 		a.WindowStart, a.WindowEnd, a.RaisedAt = a.WindowStart.UTC(), a.WindowEnd.UTC(), a.RaisedAt.UTC()
-		a.Traces, a.TraceCmds = ids, []string{} // event ids, resolved below
+		a.Traces = ids // event ids, resolved below
 		events = append(events, ids...)
 		r.Alerts.Items = append(r.Alerts.Items, a)
 	}
@@ -729,11 +734,12 @@ func (b *Builder) alerts(ctx context.Context, r *Weekly, team string, from, to, 
 			if tr := traceOf[e]; tr != "" && !seen[tr] {
 				seen[tr] = true
 				traces = append(traces, tr)
-				a.TraceCmds = append(a.TraceCmds, TraceCommand(tr))
 			}
 		}
 		if traces == nil {
 			traces = []string{}
+		} else {
+			a.TraceCmd = TraceCommand(traces[0])
 		}
 		a.Traces = traces
 	}
@@ -741,10 +747,14 @@ func (b *Builder) alerts(ctx context.Context, r *Weekly, team string, from, to, 
 }
 
 // daily lists the week's actions and denials per local day and tier (got,
-// by "date/tier"), zeros included.
-func daily(got map[string][2]int, week Week, loc *time.Location) []DailyRow {
-	var out []DailyRow
+// by "date/tier"), zeros included, for the days that have begun by until:
+// a day still to come has no count, not a zero.
+func daily(got map[string][2]int, week Week, loc *time.Location, until time.Time) []DailyRow {
+	out := []DailyRow{}
 	for _, d := range week.Days(loc) {
+		if !d.Before(until) {
+			break
+		}
 		for tier := 1; tier <= 3; tier++ {
 			day := d.Format("2006-01-02")
 			c := got[fmt.Sprintf("%s/%d", day, tier)]
