@@ -145,6 +145,11 @@ type Permissions struct {
 	Repeated []RepeatedDenial `json:"repeatedly_denied"`
 	// Ungranted are actions attempted with no matching grant in force.
 	Ungranted []Ungranted `json:"ungranted"`
+	// BeforeRegistry counts the week's actions whose intent predates the
+	// first registry version (in force from RegistryFrom): nothing was
+	// granted then, so they are not judged, and not called ungranted.
+	BeforeRegistry int       `json:"before_registry"`
+	RegistryFrom   time.Time `json:"registry_from,omitzero"`
 }
 
 // GrantFinding is one grant the report comments on.

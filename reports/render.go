@@ -92,18 +92,19 @@ func deltaValue(name string, v *float64) string {
 func HTML(r *Weekly, chartSrc string) ([]byte, error) {
 	loc := r.Location()
 	funcs := template.FuncMap{
-		"day":     func(t time.Time) string { return t.In(loc).Format("Mon 2 Jan 2006") },
-		"lastDay": func(t time.Time) time.Time { return t.In(loc).AddDate(0, 0, -1) },
-		"plural":  plural,
-		"stamp":   func(t time.Time) string { return t.In(loc).Format("2006-01-02 15:04 MST") },
-		"date":    func(t time.Time) string { return t.In(loc).Format("2006-01-02") },
-		"label":   func(m string) string { return metricLabels[m] },
-		"metric":  metricValue,
-		"delta":   deltaValue,
-		"pct":     pct,
-		"secs":    secs,
-		"num":     num,
-		"sub":     func(a, b int) int { return a - b },
+		"day":            func(t time.Time) string { return t.In(loc).Format("Mon 2 Jan 2006") },
+		"lastDay":        func(t time.Time) time.Time { return t.In(loc).AddDate(0, 0, -1) },
+		"plural":         plural,
+		"beforeRegistry": func() string { return beforeRegistryNote(r) },
+		"stamp":          func(t time.Time) string { return t.In(loc).Format("2006-01-02 15:04 MST") },
+		"date":           func(t time.Time) string { return t.In(loc).Format("2006-01-02") },
+		"label":          func(m string) string { return metricLabels[m] },
+		"metric":         metricValue,
+		"delta":          deltaValue,
+		"pct":            pct,
+		"secs":           secs,
+		"num":            num,
+		"sub":            func(a, b int) int { return a - b },
 		"findings": func(a AgentEntry) string {
 			var parts []string
 			add := func(n int, one, many string) {
@@ -171,6 +172,9 @@ func Text(r *Weekly) []byte {
 			fmt.Fprintf(&b, "  %s: %s.%s, denials %d\n%s\n", d.AgentID, d.Tool, d.Action, d.Denials, indent(wrap(d.Assessment, 72), "    "))
 		}
 	}
+	if p.BeforeRegistry > 0 {
+		fmt.Fprintf(&b, "\n%s\n", wrap(beforeRegistryNote(r), 76))
+	}
 	if len(p.Ungranted) > 0 {
 		b.WriteString("\nAttempted without a grant:\n")
 		for _, u := range p.Ungranted {
@@ -231,6 +235,15 @@ func wrap(s string, width int) string {
 		n += l
 	}
 	return b.String()
+}
+
+// beforeRegistryNote says how many actions predate the first registry
+// version, and so were not judged against grants.
+func beforeRegistryNote(r *Weekly) string {
+	p := r.Permissions
+	return fmt.Sprintf("Before any registry version: %s before the first registry version took effect (%s) "+
+		"were not judged against grants.", plural(p.BeforeRegistry, "action", "actions"),
+		p.RegistryFrom.In(r.Location()).Format("2006-01-02 15:04 MST"))
 }
 
 // indent prefixes every line of s.
@@ -347,6 +360,10 @@ func CSV(r *Weekly) ([]byte, error) {
 		key := d.Tool + "." + d.Action
 		add("repeatedly_denied", d.AgentID, key, "denials", strconv.Itoa(d.Denials))
 		add("repeatedly_denied", d.AgentID, key, "assessment", d.Assessment)
+	}
+	if r.Permissions.BeforeRegistry > 0 {
+		add("before_registry", "", "", "actions", strconv.Itoa(r.Permissions.BeforeRegistry))
+		add("before_registry", "", "", "registry_from", tstr(r.Permissions.RegistryFrom))
 	}
 	for _, u := range r.Permissions.Ungranted {
 		key := u.Tool + "." + u.Action
