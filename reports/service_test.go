@@ -642,6 +642,7 @@ func TestPartialWeekDoesNotStandInForTheFinal(t *testing.T) {
 		t.Error("the final report has the partial one's Message-ID")
 	}
 	// And the final is still sent at most once.
+	clock.now = at("2026-11-23T08:00:00Z")
 	d, err = s.SendWeek(ctx, team, w47, "schedule", false)
 	if err != nil || len(d.Sent) != 0 || len(d.Already) != 2 || len(srv.received()) != 2 {
 		t.Errorf("second final send: %+v %v", d, err)
