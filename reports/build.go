@@ -11,7 +11,6 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/agentrail/agentrail/reports/registry"
-	"github.com/agentrail/agentrail/reports/retention"
 )
 
 // Builder computes weekly reports from one ClickHouse database.
@@ -168,9 +167,14 @@ func (b *Builder) Build(ctx context.Context, team TeamInfo, week Week) (*Weekly,
 	loc := team.Location
 	from, to := week.Bounds(loc)
 	r := &Weekly{
-		Team: team.Name, Week: week.String(), TimeZone: loc.String(), From: from, To: to,
+		Team: team.Name, Week: week.String(), TimeZone: loc.String(), From: from.UTC(), To: to.UTC(),
 		GeneratedAt: b.now().UTC().Truncate(time.Second), Recipients: team.Recipients,
 		Changes: []Change{}, Actions: []ActionRow{}, Denials: []DenialRow{}, Agents: []AgentEntry{},
+	}
+	// A report made before the week's end covers it up to now only.
+	r.CoversUntil = r.To
+	if r.GeneratedAt.Before(r.To) {
+		r.Partial, r.CoversUntil = true, r.GeneratedAt
 	}
 	if r.Recipients == nil {
 		r.Recipients = []string{}
@@ -187,7 +191,11 @@ func (b *Builder) Build(ctx context.Context, team TeamInfo, week Week) (*Weekly,
 
 	// One pass over the week's traces: figures per agent, per tier and
 	// class and for the team, denials, daily counts, ungranted actions.
-	wf, err := b.week(ctx, team.Name, from, to, loc)
+	first, err := b.firstRegistry(ctx)
+	if err != nil {
+		return nil, err
+	}
+	wf, err := b.week(ctx, team.Name, from, to, loc, first)
 	if err != nil {
 		return nil, err
 	}
@@ -215,6 +223,9 @@ func (b *Builder) Build(ctx context.Context, team TeamInfo, week Week) (*Weekly,
 	if err := b.permissions(ctx, r, team.Name, from, to, denials, wf.ungranted, agent); err != nil {
 		return nil, err
 	}
+	if r.Registry.Loaded && wf.beforeRegistry > 0 {
+		r.Permissions.BeforeRegistry, r.Permissions.RegistryFrom = wf.beforeRegistry, first.UTC()
+	}
 
 	// Violations and alerts, where those tables exist.
 	if err := b.violations(ctx, r, team.Name, from, to, pfrom, pto, agent); err != nil {
@@ -225,7 +236,7 @@ func (b *Builder) Build(ctx context.Context, team TeamInfo, week Week) (*Weekly,
 	}
 	r.Changes = changes(r.Previous, r.Figures)
 
-	r.Daily = daily(wf.daily, week, loc)
+	r.Daily = daily(wf.daily, week, loc, r.CoversUntil)
 	if r.Retention, err = b.retentionSummary(ctx, team.Name, from, to); err != nil {
 		return nil, err
 	}
@@ -278,6 +289,24 @@ type weekFacts struct {
 	denials   []denialKey       // by agent, tool, action, policy, reason
 	daily     map[string][2]int // "date/tier" -> actions, denials
 	ungranted []Ungranted       // most attempts first
+	// beforeRegistry counts the actions whose intent predates the first
+	// registry version: nothing was granted or refused then, so they are
+	// not "without a grant".
+	beforeRegistry int
+}
+
+// firstRegistry is when the first registry version took effect; zero
+// without one.
+func (b *Builder) firstRegistry(ctx context.Context) (time.Time, error) {
+	var n uint64
+	var first time.Time
+	if err := b.conn.QueryRow(ctx, `SELECT count(), min(effective_at) FROM `+b.db+`.registry_versions`).Scan(&n, &first); err != nil {
+		return time.Time{}, fmt.Errorf("reports: read registry versions: %w", err)
+	}
+	if n == 0 {
+		return time.Time{}, nil
+	}
+	return first, nil
 }
 
 // The grouping sets of the week's query, as grouping() numbers them over
@@ -296,12 +325,15 @@ const (
 // counts over the week's traces. Each trace carries whether a grant of its
 // agent, tool and action covered its target at the intent's time (grants
 // as stored, whether or not a registry version is in force; the caller
-// uses the ungranted actions only when a registry is loaded).
-func (b *Builder) week(ctx context.Context, team string, from, to time.Time, loc *time.Location) (weekFacts, error) {
+// uses the ungranted actions only when a registry is loaded). An intent
+// before first (the first registry version) is counted apart, not as
+// ungranted.
+func (b *Builder) week(ctx context.Context, team string, from, to time.Time, loc *time.Location, first time.Time) (weekFacts, error) {
 	q := b.sql(`WITH ` + traceCTE + `,
 	tg AS (
 		SELECT t.*, toString(toDate(t.intent_time, ?)) AS day,
-			arrayExists(x -> x.1 <= t.intent_time AND t.intent_time < x.2 AND like(t.itarget, x.3), g.grants) AS covered
+			arrayExists(x -> x.1 <= t.intent_time AND t.intent_time < x.2 AND like(t.itarget, x.3), g.grants) AS granted,
+			t.intent_time < ? AS prereg, granted OR prereg AS covered
 		FROM t LEFT JOIN (
 			SELECT agent_id, toString(tool) AS tool, toString(action) AS action,
 				groupArray((valid_from, valid_to, resource_like)) AS grants
@@ -313,11 +345,14 @@ func (b *Builder) week(ctx context.Context, team string, from, to time.Time, loc
 		` + figureCols + `,
 		countIf(NOT covered), countIf(NOT covered AND decision = 'deny'),
 		countIf(NOT covered AND result IN ('success', 'failure', 'error')),
-		minIf(itarget, NOT covered), minIf(trace_id, NOT covered)
+		minIf(itarget, NOT covered), minIf(trace_id, NOT covered), countIf(prereg)
 	FROM tg
 	GROUP BY GROUPING SETS ((agent), (itier, class), (), (agent, itool, iaction, policy, why), (day, itier), (agent, itool, iaction))
 	ORDER BY g, agent, itier, class, itool, iaction, policy, why, day`)
-	args := append(traceArgs(team, from, to), loc.String(), team, ts(to), ts(from))
+	if first.IsZero() {
+		first = time.Unix(0, 0) // no registry: no intent predates it
+	}
+	args := append(traceArgs(team, from, to), loc.String(), ts(first), team, ts(to), ts(from))
 	wf := weekFacts{agents: map[string]Figures{}, actions: []ActionRow{}, daily: map[string][2]int{}, ungranted: []Ungranted{}}
 	rows, err := b.conn.Query(ctx, q, args...)
 	if err != nil {
@@ -331,14 +366,16 @@ func (b *Builder) week(ctx context.Context, team string, from, to time.Time, loc
 		var median float64
 		var ung, ungDenied, ungExecuted uint64
 		var exTarget, exTrace string
+		var prereg uint64
 		if err := rows.Scan(&g, &agent, &tier, &class, &tool, &action, &policy, &why, &day,
 			&n[0], &n[1], &n[2], &n[3], &n[4], &n[5], &n[6], &n[7], &n[8], &n[9], &median,
-			&ung, &ungDenied, &ungExecuted, &exTarget, &exTrace); err != nil {
+			&ung, &ungDenied, &ungExecuted, &exTarget, &exTrace, &prereg); err != nil {
 			return wf, fmt.Errorf("reports: week of %s: %w", team, err)
 		}
 		switch g {
 		case setTeam:
 			wf.total = figuresFrom(&n, median)
+			wf.beforeRegistry = int(prereg)
 		case setAgent:
 			wf.agents[agent] = figuresFrom(&n, median)
 		case setTierClass:
@@ -426,7 +463,7 @@ func topDenials(ds []denialKey, n int) []DenialRow {
 func (b *Builder) permissions(ctx context.Context, r *Weekly, team string, from, to time.Time, denials []denialKey, ungranted []Ungranted, agent func(string) *AgentEntry) error {
 	p := &r.Permissions
 	p.LookbackDays = b.cfg.UnusedLookbackDays
-	p.LookbackFrom = to.AddDate(0, 0, -b.cfg.UnusedLookbackDays)
+	p.LookbackFrom = to.AddDate(0, 0, -b.cfg.UnusedLookbackDays).UTC()
 	p.Unused, p.TooNew, p.Repeated, p.Ungranted = []GrantFinding{}, []GrantFinding{}, []RepeatedDenial{}, []Ungranted{}
 
 	var version uint32
@@ -556,8 +593,8 @@ func (b *Builder) permissions(ctx context.Context, r *Weekly, team string, from,
 		f := GrantFinding{AgentID: g.AgentID, Tool: g.Tool, Action: g.Action, Resource: g.Resource, Tier: g.Tier,
 			Since: g.ValidFrom.UTC(), Version: g.Version}
 		if g.ValidFrom.After(p.LookbackFrom) {
-			f.Proposal = fmt.Sprintf("granted %s, unused so far; judge after %s", g.ValidFrom.In(r.From.Location()).Format("2006-01-02"),
-				g.ValidFrom.AddDate(0, 0, b.cfg.UnusedLookbackDays).In(r.From.Location()).Format("2006-01-02"))
+			f.Proposal = fmt.Sprintf("granted %s, unused so far; judge after %s", g.ValidFrom.In(r.Location()).Format("2006-01-02"),
+				g.ValidFrom.AddDate(0, 0, b.cfg.UnusedLookbackDays).In(r.Location()).Format("2006-01-02"))
 			p.TooNew = append(p.TooNew, f)
 			continue
 		}
@@ -575,176 +612,15 @@ func (b *Builder) permissions(ctx context.Context, r *Weekly, team string, from,
 	return nil
 }
 
-// tableExists reports whether db.name exists (the violations and alerts
-// tables belong to other stages and may not be there).
-func (b *Builder) tableExists(ctx context.Context, name string) (bool, error) {
-	var n uint64
-	if err := b.conn.QueryRow(ctx, `SELECT count() FROM system.tables WHERE database = ? AND name = ?`, b.db, name).Scan(&n); err != nil {
-		return false, fmt.Errorf("reports: look up table %s: %w", name, err)
-	}
-	return n > 0, nil
-}
-
-// countPerAgent counts a team's rows of table (violations or alerts) with
-// timeCol in [from, to), in all and per agent.
-func (b *Builder) countPerAgent(ctx context.Context, table, timeCol, team string, from, to time.Time) (int, map[string]int, error) {
-	rows, err := b.conn.Query(ctx, `SELECT toString(agent_id), count() FROM `+b.db+`.`+table+` FINAL
-		WHERE team = ? AND `+timeCol+` >= ? AND `+timeCol+` < ? GROUP BY agent_id`, team, ts(from), ts(to))
-	if err != nil {
-		return 0, nil, fmt.Errorf("reports: count %s: %w", table, err)
-	}
-	defer rows.Close()
-	total, per := 0, map[string]int{}
-	for rows.Next() {
-		var a string
-		var n uint64
-		if err := rows.Scan(&a, &n); err != nil {
-			return 0, nil, fmt.Errorf("reports: count %s: %w", table, err)
-		}
-		total += int(n)
-		per[a] = int(n)
-	}
-	return total, per, rows.Err()
-}
-
-// TraceCommand is the command line that shows a trace's timeline.
-func TraceCommand(traceID string) string { return "agentrail trace " + traceID }
-
-func (b *Builder) violations(ctx context.Context, r *Weekly, team string, from, to, pfrom, pto time.Time, agent func(string) *AgentEntry) error {
-	r.Violations.Items = []Violation{}
-	ok, err := b.tableExists(ctx, "violations")
-	if err != nil || !ok {
-		r.Violations.Note = "no violations table in this database: governance violations are not detected here yet"
-		return err
-	}
-	r.Violations.Available = true
-	count := func(from, to time.Time) (int, map[string]int, error) {
-		return b.countPerAgent(ctx, "violations", "event_time", team, from, to)
-	}
-	total, per, err := count(from, to)
-	if err != nil {
-		return err
-	}
-	r.Violations.Total, r.Figures.Violations = total, total
-	for a, n := range per {
-		agent(a).Figures.Violations = n
-	}
-	if r.Previous.Violations, _, err = count(pfrom, pto); err != nil {
-		return err
-	}
-	rows, err := b.conn.Query(ctx, `SELECT violation_id, toString(kind), toString(severity), toString(agent_id), trace_id,
-			toDateTime64(event_time, 6, 'UTC'), explanation
-		FROM `+b.db+`.violations FINAL WHERE team = ? AND event_time >= ? AND event_time < ?
-		ORDER BY event_time, violation_id LIMIT ?`, team, ts(from), ts(to), b.cfg.MaxFindings)
-	if err != nil {
-		return fmt.Errorf("reports: read violations: %w", err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var v Violation
-		if err := rows.Scan(&v.ID, &v.Kind, &v.Severity, &v.AgentID, &v.TraceID, &v.EventTime, &v.Explanation); err != nil {
-			return fmt.Errorf("reports: read violations: %w", err)
-		}
-		v.EventTime = v.EventTime.UTC()
-		v.TraceCmd = TraceCommand(v.TraceID)
-		r.Violations.Items = append(r.Violations.Items, v)
-	}
-	return rows.Err()
-}
-
-func (b *Builder) alerts(ctx context.Context, r *Weekly, team string, from, to, pfrom, pto time.Time, agent func(string) *AgentEntry) error {
-	r.Alerts.Items = []Alert{}
-	ok, err := b.tableExists(ctx, "alerts")
-	if err != nil || !ok {
-		r.Alerts.Note = "no alerts table in this database: anomaly rules are not running here yet"
-		return err
-	}
-	r.Alerts.Available = true
-	count := func(from, to time.Time) (int, map[string]int, error) {
-		return b.countPerAgent(ctx, "alerts", "raised_at", team, from, to)
-	}
-	total, per, err := count(from, to)
-	if err != nil {
-		return err
-	}
-	r.Alerts.Total, r.Figures.Alerts = total, total
-	for a, n := range per {
-		if a != "" {
-			agent(a).Figures.Alerts = n
-		}
-	}
-	if r.Previous.Alerts, _, err = count(pfrom, pto); err != nil {
-		return err
-	}
-	rows, err := b.conn.Query(ctx, `SELECT alert_id, toString(rule), toString(kind), toString(severity), toString(agent_id),
-			toDateTime64(window_start, 6, 'UTC'), toDateTime64(window_end, 6, 'UTC'),
-			toFloat64OrZero(toString(observed)), toFloat64OrZero(toString(threshold)),
-			arraySlice(arrayMap(x -> toString(x), event_ids), 1, 3), toDateTime64(raised_at, 6, 'UTC')
-		FROM `+b.db+`.alerts FINAL WHERE team = ? AND raised_at >= ? AND raised_at < ?
-		ORDER BY raised_at, alert_id LIMIT ?`, team, ts(from), ts(to), b.cfg.MaxFindings)
-	if err != nil {
-		return fmt.Errorf("reports: read alerts: %w", err)
-	}
-	var events []string
-	for rows.Next() {
-		var a Alert
-		var ids []string
-		if err := rows.Scan(&a.ID, &a.Rule, &a.Kind, &a.Severity, &a.AgentID, &a.WindowStart, &a.WindowEnd,
-			&a.Observed, &a.Threshold, &ids, &a.RaisedAt); err != nil {
-			rows.Close()
-			return fmt.Errorf("reports: read alerts: %w", err)
-		}
-		a.WindowStart, a.WindowEnd, a.RaisedAt = a.WindowStart.UTC(), a.WindowEnd.UTC(), a.RaisedAt.UTC()
-		a.Traces, a.TraceCmds = ids, []string{} // event ids, resolved below
-		events = append(events, ids...)
-		r.Alerts.Items = append(r.Alerts.Items, a)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("reports: read alerts: %w", err)
-	}
-	// Resolve each alert's first events to their traces.
-	traceOf := map[string]string{}
-	if len(events) > 0 {
-		rows, err := b.conn.Query(ctx, `SELECT event_id, any(trace_id) FROM `+b.db+`.events
-			WHERE team = ? AND has(?, event_id) GROUP BY event_id`, team, events)
-		if err != nil {
-			return fmt.Errorf("reports: resolve alert events: %w", err)
-		}
-		for rows.Next() {
-			var e, tr string
-			if err := rows.Scan(&e, &tr); err != nil {
-				rows.Close()
-				return fmt.Errorf("reports: resolve alert events: %w", err)
-			}
-			traceOf[e] = tr
-		}
-		rows.Close()
-	}
-	for i := range r.Alerts.Items {
-		a := &r.Alerts.Items[i]
-		var traces []string
-		seen := map[string]bool{}
-		for _, e := range a.Traces {
-			if tr := traceOf[e]; tr != "" && !seen[tr] {
-				seen[tr] = true
-				traces = append(traces, tr)
-				a.TraceCmds = append(a.TraceCmds, TraceCommand(tr))
-			}
-		}
-		if traces == nil {
-			traces = []string{}
-		}
-		a.Traces = traces
-	}
-	return nil
-}
-
 // daily lists the week's actions and denials per local day and tier (got,
-// by "date/tier"), zeros included.
-func daily(got map[string][2]int, week Week, loc *time.Location) []DailyRow {
-	var out []DailyRow
+// by "date/tier"), zeros included, for the days that have begun by until:
+// a day still to come has no count, not a zero.
+func daily(got map[string][2]int, week Week, loc *time.Location, until time.Time) []DailyRow {
+	out := []DailyRow{}
 	for _, d := range week.Days(loc) {
+		if !d.Before(until) {
+			break
+		}
 		for tier := 1; tier <= 3; tier++ {
 			day := d.Format("2006-01-02")
 			c := got[fmt.Sprintf("%s/%d", day, tier)]
@@ -752,115 +628,6 @@ func daily(got map[string][2]int, week Week, loc *time.Location) []DailyRow {
 		}
 	}
 	return out
-}
-
-// retentionSummary reports the retention runs finished in the week and the
-// holds in force at its end that touch the team.
-func (b *Builder) retentionSummary(ctx context.Context, team string, from, to time.Time) (Retention, error) {
-	rc := b.cfg.Retention
-	out := Retention{Policy: rc.Policy(), Tiers: []RetentionTier{}, ActiveHolds: []HoldEntry{}}
-	var runs, failed uint64
-	var last time.Time
-	var lastStatus, lastPolicy string
-	if err := b.conn.QueryRow(ctx, `SELECT count(), countIf(status = 'failed'), max(assumeNotNull(finished_at)), argMax(status, assumeNotNull(finished_at)), argMax(policy, assumeNotNull(finished_at))
-		FROM `+b.db+`.retention_runs FINAL WHERE revision = 2 AND finished_at >= ? AND finished_at < ?`, ts(from), ts(to)).
-		Scan(&runs, &failed, &last, &lastStatus, &lastPolicy); err != nil {
-		return out, fmt.Errorf("reports: read retention runs: %w", err)
-	}
-	out.Runs, out.FailedRuns = int(runs), int(failed)
-	if runs > 0 {
-		out.LastRun, out.LastStatus = last.UTC(), lastStatus
-		if lastPolicy != "" {
-			out.Policy = lastPolicy
-		}
-	}
-	tiers := map[uint8]*RetentionTier{}
-	for tier := 1; tier <= 3; tier++ {
-		tiers[uint8(tier)] = &RetentionTier{Tier: tier, KeptFor: rc.Age(tier).String()}
-	}
-	rows, err := b.conn.Query(ctx, `SELECT tier, sum(rows_deleted), sum(deleted_by_team[?]), sum(rows_stripped), sum(rows_held),
-			min(range_start), max(range_end)
-		FROM `+b.db+`.retention_actions FINAL
-		WHERE status = 'done' AND run_id IN (SELECT run_id FROM `+b.db+`.retention_runs FINAL
-			WHERE revision = 2 AND finished_at >= ? AND finished_at < ?)
-		GROUP BY tier`, team, ts(from), ts(to))
-	if err != nil {
-		return out, fmt.Errorf("reports: read retention actions: %w", err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var tier uint8
-		var rt RetentionTier
-		if err := rows.Scan(&tier, &rt.Deleted, &rt.DeletedTeam, &rt.Stripped, &rt.Held, &rt.From, &rt.To); err != nil {
-			return out, fmt.Errorf("reports: read retention actions: %w", err)
-		}
-		if t, ok := tiers[tier]; ok {
-			t.Deleted, t.DeletedTeam, t.Stripped, t.Held, t.From, t.To = rt.Deleted, rt.DeletedTeam, rt.Stripped, rt.Held, rt.From.UTC(), rt.To.UTC()
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return out, fmt.Errorf("reports: read retention actions: %w", err)
-	}
-	for tier := 1; tier <= 3; tier++ {
-		out.Tiers = append(out.Tiers, *tiers[uint8(tier)])
-	}
-
-	holds, err := retention.ActiveHolds(ctx, b.conn, b.db, to.Add(-time.Millisecond))
-	if err != nil {
-		return out, err
-	}
-	var traceHolds []string
-	for _, h := range holds {
-		if h.Scope == retention.ScopeTrace {
-			traceHolds = append(traceHolds, h.Value)
-		}
-	}
-	teamTraces := map[string]bool{}
-	agentsOfTeam := map[string]bool{}
-	if len(traceHolds) > 0 {
-		rows, err := b.conn.Query(ctx, `SELECT DISTINCT trace_id FROM `+b.db+`.events WHERE team = ? AND has(?, trace_id)`, team, traceHolds)
-		if err != nil {
-			return out, fmt.Errorf("reports: match trace holds: %w", err)
-		}
-		for rows.Next() {
-			var tr string
-			if err := rows.Scan(&tr); err != nil {
-				rows.Close()
-				return out, fmt.Errorf("reports: match trace holds: %w", err)
-			}
-			teamTraces[tr] = true
-		}
-		rows.Close()
-	}
-	regAgents, err := registry.AgentsAt(ctx, b.conn, b.db, team, to.Add(-time.Millisecond))
-	if err != nil {
-		return out, err
-	}
-	for _, a := range regAgents {
-		agentsOfTeam[a.ID] = true
-	}
-	rowsA, err := b.conn.Query(ctx, `SELECT DISTINCT toString(agent_id) FROM `+b.db+`.events WHERE team = ? AND event_time >= ? AND event_time < ?`,
-		team, ts(from), ts(to))
-	if err != nil {
-		return out, fmt.Errorf("reports: list agents: %w", err)
-	}
-	for rowsA.Next() {
-		var a string
-		if err := rowsA.Scan(&a); err != nil {
-			rowsA.Close()
-			return out, fmt.Errorf("reports: list agents: %w", err)
-		}
-		agentsOfTeam[a] = true
-	}
-	rowsA.Close()
-	for _, h := range holds {
-		if (h.Scope == retention.ScopeTeam && h.Value == team) || (h.Scope == retention.ScopeAgent && agentsOfTeam[h.Value]) ||
-			(h.Scope == retention.ScopeTrace && teamTraces[h.Value]) {
-			out.ActiveHolds = append(out.ActiveHolds, HoldEntry{ID: h.ID, Scope: h.Scope, Value: h.Value, Reason: h.Reason,
-				SetBy: h.SetBy, SetAt: h.SetAt.UTC()})
-		}
-	}
-	return out, nil
 }
 
 // changes compares the main figures with the previous week.

@@ -58,7 +58,7 @@ type SMTP struct {
 	CAFile       string        `yaml:"ca_file"`     // trust this CA (PEM) besides the system's
 	ServerName   string        `yaml:"server_name"` // certificate name, default Host
 	Timeout      time.Duration `yaml:"timeout"`     // per SMTP exchange, default 30s
-	HELO         string        `yaml:"helo"`
+	HELO         string        `yaml:"helo"`        // EHLO name, default the host's name
 }
 
 // Retry is how a failed send is retried: Attempts in all, waiting Initial,

@@ -2,6 +2,10 @@ package reports
 
 import (
 	"bytes"
+	"os"
+	"path/filepath"
+	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -81,5 +85,48 @@ retention:
 				t.Fatalf("error %v, want one containing %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// Every key of the reports section is listed in deployments/agentrail.yaml
+// (set, or commented out where it has no default), so the shipped file is
+// the whole reference.
+func TestDeploymentConfigListsEveryKey(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join("..", "deployments", "agentrail.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The reports: section, up to the next top-level key.
+	text := string(raw)
+	start := strings.Index(text, "\nreports:\n")
+	if start < 0 {
+		t.Fatal("no reports: section in deployments/agentrail.yaml")
+	}
+	section := text[start+1:]
+	if end := regexp.MustCompile(`(?m)^[a-z_]+:`).FindAllStringIndex(section, 2); len(end) == 2 {
+		section = section[:end[1][0]]
+	}
+	var missing []string
+	var walk func(prefix string, typ reflect.Type)
+	walk = func(prefix string, typ reflect.Type) {
+		for i := range typ.NumField() {
+			f := typ.Field(i)
+			key, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+			if key == "" || key == "-" {
+				continue
+			}
+			if f.Type.Kind() == reflect.Struct && f.Type != reflect.TypeOf(time.Time{}) {
+				walk(prefix+key+".", f.Type)
+				continue
+			}
+			// "key:" at the start of a line, or after "# " / "or " in a comment.
+			if !regexp.MustCompile(`(?m)(^\s*#?\s*|# |or )` + regexp.QuoteMeta(key) + `:`).MatchString(section) {
+				missing = append(missing, prefix+key)
+			}
+		}
+	}
+	walk("reports.", reflect.TypeOf(Config{}))
+	if len(missing) > 0 {
+		t.Errorf("deployments/agentrail.yaml lacks %v", missing)
 	}
 }

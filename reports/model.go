@@ -3,7 +3,8 @@ package reports
 import "time"
 
 // Weekly is one team's permission report for one ISO week. It marshals to
-// the report's JSON form.
+// the report's JSON form. Every time in it is UTC; the renderers show them
+// in TimeZone.
 type Weekly struct {
 	Team        string    `json:"team"`
 	Week        string    `json:"week"`
@@ -11,6 +12,10 @@ type Weekly struct {
 	From        time.Time `json:"from"` // Monday 00:00 in TimeZone
 	To          time.Time `json:"to"`   // the next Monday 00:00
 	GeneratedAt time.Time `json:"generated_at"`
+	// Partial is true for a report made before its week ended: it covers
+	// From to CoversUntil only, and never stands in for the final report.
+	Partial     bool      `json:"partial"`
+	CoversUntil time.Time `json:"covers_until"` // To, or GeneratedAt when partial
 	Recipients  []string  `json:"recipients"`
 
 	Registry RegistryInfo `json:"registry"`
@@ -27,6 +32,25 @@ type Weekly struct {
 	Alerts      Alerts      `json:"alerts"`
 	Daily       []DailyRow  `json:"daily"`
 	Retention   Retention   `json:"retention"`
+}
+
+// Location is the team's time zone (UTC if TimeZone does not load).
+func (r *Weekly) Location() *time.Location {
+	if l, err := time.LoadLocation(r.TimeZone); err == nil {
+		return l
+	}
+	return time.UTC
+}
+
+// Coverage says what a partial report covers, in the team's zone:
+// "partial: Mon 7 Dec 00:00 – Wed 9 Dec 14:05 CET"; "" for a final one.
+func (r *Weekly) Coverage() string {
+	if !r.Partial {
+		return ""
+	}
+	loc := r.Location()
+	const f = "Mon 2 Jan 15:04"
+	return "partial: " + r.From.In(loc).Format(f) + " – " + r.CoversUntil.In(loc).Format(f+" MST")
 }
 
 // RegistryInfo says which registry version the permission findings used.
@@ -121,6 +145,11 @@ type Permissions struct {
 	Repeated []RepeatedDenial `json:"repeatedly_denied"`
 	// Ungranted are actions attempted with no matching grant in force.
 	Ungranted []Ungranted `json:"ungranted"`
+	// BeforeRegistry counts the week's actions whose intent predates the
+	// first registry version (in force from RegistryFrom): nothing was
+	// granted then, so they are not judged, and not called ungranted.
+	BeforeRegistry int       `json:"before_registry"`
+	RegistryFrom   time.Time `json:"registry_from,omitzero"`
 }
 
 // GrantFinding is one grant the report comments on.
@@ -185,8 +214,8 @@ type Alerts struct {
 	Items     []Alert `json:"items"`
 }
 
-// Alert is one anomaly alert, with commands showing the traces of its first
-// events.
+// Alert is one anomaly alert: the traces of its first events, and the
+// command that shows the first of them.
 type Alert struct {
 	ID          string    `json:"alert_id"`
 	Rule        string    `json:"rule"`
@@ -199,7 +228,7 @@ type Alert struct {
 	Threshold   float64   `json:"threshold"`
 	RaisedAt    time.Time `json:"raised_at"`
 	Traces      []string  `json:"trace_ids"`
-	TraceCmds   []string  `json:"trace_commands"`
+	TraceCmd    string    `json:"trace_command,omitempty"` // of Traces[0]
 }
 
 // DailyRow is one local day and tier of the chart.

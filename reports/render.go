@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 //go:embed templates/weekly.html.tmpl
@@ -45,6 +46,14 @@ func secs(v *float64) string {
 }
 
 func num(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) }
+
+// plural is "1 alert", "2 alerts": n and the noun in the number n takes.
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return strconv.Itoa(n) + " " + many
+}
 
 func metricValue(name string, v *float64) string {
 	switch {
@@ -81,31 +90,33 @@ func deltaValue(name string, v *float64) string {
 // HTML renders the report as the mail's HTML part; chartSrc is the chart
 // image's address: "cid:..." in the mail, a file name on disk.
 func HTML(r *Weekly, chartSrc string) ([]byte, error) {
-	loc := r.From.Location()
+	loc := r.Location()
 	funcs := template.FuncMap{
-		"day":     func(t time.Time) string { return t.In(loc).Format("Mon 2 Jan 2006") },
-		"lastDay": func(t time.Time) time.Time { return t.AddDate(0, 0, -1) },
-		"stamp":   func(t time.Time) string { return t.In(loc).Format("2006-01-02 15:04 MST") },
-		"date":    func(t time.Time) string { return t.In(loc).Format("2006-01-02") },
-		"label":   func(m string) string { return metricLabels[m] },
-		"metric":  metricValue,
-		"delta":   deltaValue,
-		"pct":     pct,
-		"secs":    secs,
-		"num":     num,
-		"sub":     func(a, b int) int { return a - b },
+		"day":            func(t time.Time) string { return t.In(loc).Format("Mon 2 Jan 2006") },
+		"lastDay":        func(t time.Time) time.Time { return t.In(loc).AddDate(0, 0, -1) },
+		"plural":         plural,
+		"beforeRegistry": func() string { return beforeRegistryNote(r) },
+		"stamp":          func(t time.Time) string { return t.In(loc).Format("2006-01-02 15:04 MST") },
+		"date":           func(t time.Time) string { return t.In(loc).Format("2006-01-02") },
+		"label":          func(m string) string { return metricLabels[m] },
+		"metric":         metricValue,
+		"delta":          deltaValue,
+		"pct":            pct,
+		"secs":           secs,
+		"num":            num,
+		"sub":            func(a, b int) int { return a - b },
 		"findings": func(a AgentEntry) string {
 			var parts []string
-			add := func(n int, what string) {
+			add := func(n int, one, many string) {
 				if n > 0 {
-					parts = append(parts, fmt.Sprintf("%d %s", n, what))
+					parts = append(parts, plural(n, one, many))
 				}
 			}
-			add(a.Figures.Violations, "violations")
-			add(a.Figures.Alerts, "alerts")
-			add(a.Unused, "unused grants")
-			add(a.Repeated, "repeatedly denied")
-			add(a.Ungranted, "ungranted")
+			add(a.Figures.Violations, "violation", "violations")
+			add(a.Figures.Alerts, "alert", "alerts")
+			add(a.Unused, "unused grant", "unused grants")
+			add(a.Repeated, "repeatedly denied action", "repeatedly denied actions")
+			add(a.Ungranted, "attempt without a grant", "attempts without a grant")
 			if parts == nil {
 				return "—"
 			}
@@ -130,9 +141,12 @@ func HTML(r *Weekly, chartSrc string) ([]byte, error) {
 // Text renders a plain-text summary, the mail's alternative to the HTML.
 func Text(r *Weekly) []byte {
 	var b strings.Builder
-	loc := r.From.Location()
+	loc := r.Location()
 	fmt.Fprintf(&b, "Weekly permission report: %s, %s (%s to %s, %s)\n\n", r.Team, r.Week,
-		r.From.Format("2006-01-02"), r.To.AddDate(0, 0, -1).In(loc).Format("2006-01-02"), r.TimeZone)
+		r.From.In(loc).Format("2006-01-02"), r.To.In(loc).AddDate(0, 0, -1).Format("2006-01-02"), r.TimeZone)
+	if r.Partial {
+		fmt.Fprintf(&b, "%s\n\n", wrap(PartialNotice(r), 76))
+	}
 	for _, c := range r.Changes {
 		fmt.Fprintf(&b, "  %-26s %12s  (previous %s, %s)\n", metricLabels[c.Metric], metricValue(c.Metric, c.Current),
 			metricValue(c.Metric, c.Previous), deltaValue(c.Metric, c.Delta))
@@ -155,19 +169,22 @@ func Text(r *Weekly) []byte {
 	if len(p.Repeated) > 0 {
 		b.WriteString("\nRepeatedly denied:\n")
 		for _, d := range p.Repeated {
-			fmt.Fprintf(&b, "  %s: %s.%s, denials %d (%s)\n", d.AgentID, d.Tool, d.Action, d.Denials, d.Assessment)
+			fmt.Fprintf(&b, "  %s: %s.%s, denials %d\n%s\n", d.AgentID, d.Tool, d.Action, d.Denials, indent(wrap(d.Assessment, 72), "    "))
 		}
+	}
+	if p.BeforeRegistry > 0 {
+		fmt.Fprintf(&b, "\n%s\n", wrap(beforeRegistryNote(r), 76))
 	}
 	if len(p.Ungranted) > 0 {
 		b.WriteString("\nAttempted without a grant:\n")
 		for _, u := range p.Ungranted {
-			fmt.Fprintf(&b, "  %s: %s.%s, attempts %d, executed %d (e.g. agentrail trace %s)\n", u.AgentID, u.Tool, u.Action, u.Attempts, u.Executed, u.ExampleTrace)
+			fmt.Fprintf(&b, "  %s: %s.%s, attempts %d, executed %d\n    e.g. agentrail trace %s\n", u.AgentID, u.Tool, u.Action, u.Attempts, u.Executed, u.ExampleTrace)
 		}
 	}
 	if r.Violations.Available {
 		fmt.Fprintf(&b, "\nGovernance violations: %d\n", r.Violations.Total)
 		for _, v := range r.Violations.Items {
-			fmt.Fprintf(&b, "  %s %s (%s) %s: %s\n", v.EventTime.In(loc).Format("2006-01-02 15:04"), v.Kind, v.Severity, v.AgentID, v.TraceCmd)
+			fmt.Fprintf(&b, "  %s %s: %s (%s)\n    %s\n", v.EventTime.In(loc).Format("2006-01-02 15:04"), v.AgentID, v.Kind, v.Severity, v.TraceCmd)
 		}
 	} else {
 		fmt.Fprintf(&b, "\nGovernance violations: %s.\n", r.Violations.Note)
@@ -175,17 +192,72 @@ func Text(r *Weekly) []byte {
 	if r.Alerts.Available {
 		fmt.Fprintf(&b, "\nAnomaly alerts: %d\n", r.Alerts.Total)
 		for _, a := range r.Alerts.Items {
-			fmt.Fprintf(&b, "  %s %s (%s) %s %s\n", a.RaisedAt.In(loc).Format("2006-01-02 15:04"), a.Rule, a.Severity, a.AgentID, strings.Join(a.TraceCmds, "; "))
+			agent := a.AgentID
+			if agent == "" {
+				agent = "—"
+			}
+			fmt.Fprintf(&b, "  %s %s: %s (%s)\n", a.RaisedAt.In(loc).Format("2006-01-02 15:04"), agent, a.Rule, a.Severity)
+			if a.TraceCmd != "" {
+				fmt.Fprintf(&b, "    %s\n", a.TraceCmd)
+				for _, tr := range a.Traces[1:] {
+					fmt.Fprintf(&b, "    also trace %s\n", tr)
+				}
+			}
 		}
 	} else {
 		fmt.Fprintf(&b, "\nAnomaly alerts: %s.\n", r.Alerts.Note)
 	}
-	fmt.Fprintf(&b, "\nRetention (%s): %d run(s) this week.", r.Retention.Policy, r.Retention.Runs)
+	fmt.Fprintf(&b, "\nRetention: %s this week, policy %s.\n", plural(r.Retention.Runs, "run", "runs"), r.Retention.Policy)
 	for _, t := range r.Retention.Tiers {
-		fmt.Fprintf(&b, " Tier %d: %d deleted, %d kept by holds.", t.Tier, t.Deleted, t.Held)
+		fmt.Fprintf(&b, "  Tier %d: %d deleted, %d kept by holds.\n", t.Tier, t.Deleted, t.Held)
 	}
-	b.WriteString("\n\nThe HTML part and the attached JSON and CSV carry the full report.\n")
+	b.WriteString("\nThe HTML part and the attached JSON and CSV carry the full report.\n")
 	return []byte(b.String())
+}
+
+// wrap breaks s at spaces into lines of at most width characters where it
+// can (a longer word keeps its own line, unbroken).
+func wrap(s string, width int) string {
+	var b strings.Builder
+	n := 0
+	for i, w := range strings.Fields(s) {
+		l := utf8.RuneCountInString(w)
+		switch {
+		case i == 0:
+		case n+1+l > width:
+			b.WriteByte('\n')
+			n = 0
+		default:
+			b.WriteByte(' ')
+			n++
+		}
+		b.WriteString(w)
+		n += l
+	}
+	return b.String()
+}
+
+// beforeRegistryNote says how many actions predate the first registry
+// version, and so were not judged against grants.
+func beforeRegistryNote(r *Weekly) string {
+	p := r.Permissions
+	return fmt.Sprintf("Before any registry version: %s before the first registry version took effect (%s) "+
+		"were not judged against grants.", plural(p.BeforeRegistry, "action", "actions"),
+		p.RegistryFrom.In(r.Location()).Format("2006-01-02 15:04 MST"))
+}
+
+// indent prefixes every line of s.
+func indent(s, prefix string) string {
+	return prefix + strings.ReplaceAll(s, "\n", "\n"+prefix)
+}
+
+// PartialNotice is the notice a partial report opens with: what it covers,
+// and that the final report follows.
+func PartialNotice(r *Weekly) string {
+	loc := r.Location()
+	return fmt.Sprintf("PARTIAL REPORT (%s): the week is still in progress and ends %s. "+
+		"This report does not replace the final one, which is sent when the week has ended.",
+		r.Coverage(), r.To.In(loc).Format("Mon 2 Jan 15:04 MST"))
 }
 
 // JSON renders the report as indented JSON.
@@ -242,6 +314,8 @@ func CSV(r *Weekly) ([]byte, error) {
 	add("report", "", "", "from", tstr(r.From))
 	add("report", "", "", "to", tstr(r.To))
 	add("report", "", "", "generated_at", tstr(r.GeneratedAt))
+	add("report", "", "", "partial", strconv.FormatBool(r.Partial))
+	add("report", "", "", "covers_until", tstr(r.CoversUntil))
 	add("report", "", "", "recipients", strings.Join(r.Recipients, " "))
 	add("report", "", "", "registry_version", strconv.Itoa(r.Registry.Version))
 	figures("figures", "", r.Figures)
@@ -286,6 +360,10 @@ func CSV(r *Weekly) ([]byte, error) {
 		key := d.Tool + "." + d.Action
 		add("repeatedly_denied", d.AgentID, key, "denials", strconv.Itoa(d.Denials))
 		add("repeatedly_denied", d.AgentID, key, "assessment", d.Assessment)
+	}
+	if r.Permissions.BeforeRegistry > 0 {
+		add("before_registry", "", "", "actions", strconv.Itoa(r.Permissions.BeforeRegistry))
+		add("before_registry", "", "", "registry_from", tstr(r.Permissions.RegistryFrom))
 	}
 	for _, u := range r.Permissions.Ungranted {
 		key := u.Tool + "." + u.Action

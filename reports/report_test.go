@@ -11,7 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentrail/agentrail/internal/testenv"
 	"github.com/agentrail/agentrail/reports/internal/fixture"
+	"github.com/agentrail/agentrail/reports/registry"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/golden")
@@ -352,5 +354,58 @@ func TestWeeklyReportCountsRedeliveredEventsOnce(t *testing.T) {
 			}
 		}
 		t.Fatalf("report changed after re-delivery (%d lines, was %d)", len(gl), len(wl))
+	}
+}
+
+// The README's order, registry apply then simulate, puts intents a little
+// before the first registry version (the simulator back-dates traces).
+// Those are "before any registry version", not "attempted without a
+// grant"; an intent without a grant after it still is.
+func TestActionsBeforeTheFirstRegistryVersionAreNotUngranted(t *testing.T) {
+	ctx := context.Background()
+	cfg, conn := testenv.ClickHouse(t)
+	db := cfg.Database
+	applied := at("2026-11-18T12:00:00Z")
+	reg, err := registry.Load("testdata/registry_v1.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := registry.Apply(ctx, conn, db, reg, registry.ApplyOptions{By: "test", Source: "v1", Now: func() time.Time { return applied }}); err != nil {
+		t.Fatal(err)
+	}
+	read := func(name, agent, when string) action {
+		return action{name: name, team: "finance", agent: agent, tier: 1, tool: "ledger", act: "read_balance", class: "read",
+			target: "account:GL-10001", when: at(when), outcome: "allow", policy: "tier1-internal-read", result: "success"}
+	}
+	var evs []fixture.Event
+	for _, a := range []action{
+		read("early-1", inv, "2026-11-18T11:30:00Z"),  // held grant, before the registry
+		read("early-2", clrk, "2026-11-18T11:40:00Z"), // unregistered, before the registry
+		read("late-1", inv, "2026-11-18T12:30:00Z"),   // held grant, covered
+		read("late-2", clrk, "2026-11-18T12:40:00Z"),  // unregistered: ungranted
+	} {
+		evs = append(evs, a.events()...)
+	}
+	if err := fixture.InsertEvents(ctx, conn, db, evs); err != nil {
+		t.Fatal(err)
+	}
+	b := NewBuilder(testConfig(), conn, db, func() time.Time { return reportAt })
+	team, err := b.Team(ctx, "finance")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := b.Build(ctx, team, w47)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := r.Permissions
+	if len(p.Ungranted) != 1 || p.Ungranted[0].AgentID != clrk || p.Ungranted[0].Attempts != 1 {
+		t.Errorf("ungranted %+v, want only the unregistered clerk's read after the registry", p.Ungranted)
+	}
+	if p.BeforeRegistry != 2 || !p.RegistryFrom.Equal(applied) {
+		t.Errorf("before registry %d from %s, want 2 from %s", p.BeforeRegistry, p.RegistryFrom, applied)
+	}
+	if txt := string(Text(r)); !strings.Contains(txt, "Before any registry version: 2 actions") {
+		t.Errorf("text lacks the before-registry note:\n%s", txt)
 	}
 }

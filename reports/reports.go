@@ -21,7 +21,9 @@
 // report_deliveries). A week is sent at most once to a recipient: the
 // deliveries table is read before sending; a send interrupted between the
 // SMTP exchange and its record is marked "unconfirmed" and not repeated
-// (docs/REPORTS.md).
+// (docs/REPORTS.md). A week sent before it ended is a partial report, says
+// what it covers, and is recorded as partial: it never stands in for the
+// final report, which is still sent once the week is over.
 //
 // Metrics:
 //

@@ -256,8 +256,12 @@ func (s *Service) retentionRanSince(ctx context.Context, t time.Time) bool {
 
 // Delivery is the outcome of one SendWeek.
 type Delivery struct {
-	RunID       string
-	Team, Week  string
+	RunID      string
+	Team, Week string
+	// Partial: the week had not ended when it was sent; the report covers
+	// it up to CoversUntil, and the final report is still to be sent.
+	Partial     bool
+	CoversUntil time.Time
 	MessageID   string
 	Sent        []string // delivered now
 	Already     []string // delivered (or possibly delivered) before
@@ -265,13 +269,14 @@ type Delivery struct {
 	Attempts    int
 }
 
-// prior classifies each recipient's earlier deliveries of the week: "sent";
+// prior classifies each recipient's earlier final deliveries of the week
+// (partial ones never stand in for the final report): "sent";
 // "unconfirmed" (marked so by an earlier run); "interrupted" (an attempt
 // with no recorded outcome, not marked yet); or "" (never, or only failed
 // attempts: safe to send).
 func (s *Service) prior(ctx context.Context, team, week string) (map[string]string, error) {
 	rows, err := s.st.Conn.Query(ctx, `SELECT recipient, run_id, attempt, groupUniqArray(toString(status))
-		FROM `+s.st.Database+`.report_deliveries WHERE team = ? AND week = ?
+		FROM `+s.st.Database+`.report_deliveries WHERE team = ? AND week = ? AND coverage = 'final'
 		GROUP BY recipient, run_id, attempt`, team, week)
 	if err != nil {
 		return nil, fmt.Errorf("reports: read deliveries of %s %s: %w", team, week, err)
@@ -317,15 +322,15 @@ func (s *Service) prior(ctx context.Context, team, week string) (map[string]stri
 	return out, nil
 }
 
-func (s *Service) recordDeliveries(ctx context.Context, team, week, run string, attempt int, status, msgID, reason string, rcpts []string) error {
+func (s *Service) recordDeliveries(ctx context.Context, team, week, run string, attempt int, status, coverage, msgID, reason string, rcpts []string) error {
 	b, err := s.st.Conn.PrepareBatch(ctx, `INSERT INTO `+s.st.Database+`.report_deliveries
-		(team, week, recipient, run_id, attempt, status, message_id, error, at)`)
+		(team, week, recipient, run_id, attempt, status, coverage, message_id, error, at)`)
 	if err != nil {
 		return fmt.Errorf("reports: record deliveries: %w", err)
 	}
 	at := s.clock.Now().UTC()
 	for _, r := range rcpts {
-		if err := b.Append(team, week, r, run, uint8(attempt), status, msgID, reason, at); err != nil {
+		if err := b.Append(team, week, r, run, uint8(attempt), status, coverage, msgID, reason, at); err != nil {
 			return fmt.Errorf("reports: record deliveries: %w", err)
 		}
 	}
@@ -335,15 +340,15 @@ func (s *Service) recordDeliveries(ctx context.Context, team, week, run string, 
 	return nil
 }
 
-func (s *Service) recordRun(ctx context.Context, run, trigger, team, week string, started time.Time, status, reason string, rcpts, sent int, revision uint8) error {
+func (s *Service) recordRun(ctx context.Context, run, trigger, team, week, coverage string, started time.Time, status, reason string, rcpts, sent int, revision uint8) error {
 	var finished *time.Time
 	if revision == 2 {
 		f := s.clock.Now().UTC()
 		finished = &f
 	}
 	if err := s.st.Conn.Exec(ctx, `INSERT INTO `+s.st.Database+`.report_runs
-		(run_id, trigger, team, week, started_at, finished_at, status, reason, recipients, sent, revision)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, run, trigger, team, week, started, finished, status, reason,
+		(run_id, trigger, team, week, started_at, finished_at, status, coverage, reason, recipients, sent, revision)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, run, trigger, team, week, started, finished, status, coverage, reason,
 		uint16(rcpts), uint16(sent), revision); err != nil {
 		return fmt.Errorf("reports: record run %s: %w", run, err)
 	}
@@ -353,21 +358,31 @@ func (s *Service) recordRun(ctx context.Context, run, trigger, team, week string
 // SendWeek builds team's report for week and mails it to the team's
 // recipients that have not had it yet (force: to all of them), retrying
 // with backoff. The run and every attempt are recorded.
+//
+// A week that has not ended in the team's zone is sent as a partial report
+// to every recipient, marked so in the mail and recorded with coverage
+// "partial": it is a snapshot, not the week's report, so it neither counts
+// as the week delivered nor is held back by an earlier snapshot.
 func (s *Service) SendWeek(ctx context.Context, team TeamInfo, week Week, trigger string, force bool) (Delivery, error) {
 	started := s.clock.Now().UTC()
 	d := Delivery{RunID: newID("rep", started), Team: team.Name, Week: week.String(), Sent: []string{}, Already: []string{}, Unconfirmed: []string{}}
+	_, end := week.Bounds(team.Location)
+	coverage := "final"
+	if started.Before(end) {
+		coverage, d.Partial = "partial", true
+	}
 	finish := func(status, reason string, err error) (Delivery, error) {
 		// Recorded even when ctx ended: a run is never left "running"
 		// because the process was told to stop.
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
-		if rerr := s.recordRun(rctx, d.RunID, trigger, d.Team, d.Week, started, status, reason, len(team.Recipients), len(d.Sent), 2); rerr != nil && err == nil {
+		if rerr := s.recordRun(rctx, d.RunID, trigger, d.Team, d.Week, coverage, started, status, reason, len(team.Recipients), len(d.Sent), 2); rerr != nil && err == nil {
 			err = rerr
 		}
 		s.m.runs.WithLabelValues(trigger, status).Inc()
 		return d, err
 	}
-	if err := s.recordRun(ctx, d.RunID, trigger, d.Team, d.Week, started, "running", "", len(team.Recipients), 0, 1); err != nil {
+	if err := s.recordRun(ctx, d.RunID, trigger, d.Team, d.Week, coverage, started, "running", "", len(team.Recipients), 0, 1); err != nil {
 		s.m.runs.WithLabelValues(trigger, "failed").Inc()
 		return d, err
 	}
@@ -375,9 +390,12 @@ func (s *Service) SendWeek(ctx context.Context, team TeamInfo, week Week, trigge
 		s.log.Info("reports: team has no recipients", "team", team.Name, "week", d.Week)
 		return finish("skipped", "no recipients", nil)
 	}
-	prior, err := s.prior(ctx, d.Team, d.Week)
-	if err != nil {
-		return finish("failed", err.Error(), err)
+	prior := map[string]string{}
+	if !d.Partial {
+		var err error
+		if prior, err = s.prior(ctx, d.Team, d.Week); err != nil {
+			return finish("failed", err.Error(), err)
+		}
 	}
 	var to, interrupted []string
 	for _, r := range team.Recipients {
@@ -395,7 +413,7 @@ func (s *Service) SendWeek(ctx context.Context, team TeamInfo, week Week, trigge
 		// At most once: a send that may have reached the server is not
 		// repeated. The record says so, for an operator to check the
 		// mail server's log by Message-ID and force a resend if needed.
-		if err := s.recordDeliveries(ctx, d.Team, d.Week, d.RunID, 0, "unconfirmed", "",
+		if err := s.recordDeliveries(ctx, d.Team, d.Week, d.RunID, 0, "unconfirmed", coverage, "",
 			"an earlier attempt has no recorded outcome (interrupted between send and record); not resent", interrupted); err != nil {
 			return finish("failed", err.Error(), err)
 		}
@@ -418,7 +436,12 @@ func (s *Service) SendWeek(ctx context.Context, team TeamInfo, week Week, trigge
 		return finish("failed", err.Error(), err)
 	}
 	s.m.build.Observe(time.Since(t0).Seconds())
-	d.MessageID = MessageID(d.Team, d.Week, to, s.domain)
+	var partialUntil time.Time
+	if d.Partial {
+		partialUntil = rep.CoversUntil
+	}
+	d.CoversUntil = rep.CoversUntil
+	d.MessageID = MessageID(d.Team, d.Week, to, s.domain, partialUntil)
 	msg, err := Message(rd, s.from, to, d.MessageID, s.clock.Now())
 	if err != nil {
 		return finish("failed", err.Error(), err)
@@ -426,12 +449,12 @@ func (s *Service) SendWeek(ctx context.Context, team TeamInfo, week Week, trigge
 	var lastErr error
 	for attempt := 1; attempt <= s.cfg.Retry.Attempts; attempt++ {
 		d.Attempts = attempt
-		if err := s.recordDeliveries(ctx, d.Team, d.Week, d.RunID, attempt, "sending", d.MessageID, "", to); err != nil {
+		if err := s.recordDeliveries(ctx, d.Team, d.Week, d.RunID, attempt, "sending", coverage, d.MessageID, "", to); err != nil {
 			return finish("failed", err.Error(), err)
 		}
 		sendErr := s.sender.Send(ctx, msg)
 		if sendErr == nil {
-			if err := s.recordDeliveries(ctx, d.Team, d.Week, d.RunID, attempt, "sent", d.MessageID, "", to); err != nil {
+			if err := s.recordDeliveries(ctx, d.Team, d.Week, d.RunID, attempt, "sent", coverage, d.MessageID, "", to); err != nil {
 				// Sent but not recorded: the next run finds "sending" and
 				// marks it unconfirmed rather than sending again.
 				return finish("failed", err.Error(), err)
@@ -439,13 +462,13 @@ func (s *Service) SendWeek(ctx context.Context, team TeamInfo, week Week, trigge
 			d.Sent = to
 			s.m.deliveries.WithLabelValues("sent").Add(float64(len(to)))
 			s.m.lastSent.Set(float64(s.clock.Now().Unix()))
-			s.log.Info("reports: weekly report sent", "team", d.Team, "week", d.Week, "recipients", to,
+			s.log.Info("reports: weekly report sent", "team", d.Team, "week", d.Week, "coverage", coverage, "recipients", to,
 				"attempt", attempt, "message_id", d.MessageID, "trigger", trigger)
 			return finish("ok", "", nil)
 		}
 		lastErr = sendErr
 		reason := sendErr.Error()
-		if err := s.recordDeliveries(ctx, d.Team, d.Week, d.RunID, attempt, "failed", d.MessageID, reason, to); err != nil {
+		if err := s.recordDeliveries(ctx, d.Team, d.Week, d.RunID, attempt, "failed", coverage, d.MessageID, reason, to); err != nil {
 			return finish("failed", err.Error(), errors.Join(sendErr, err))
 		}
 		s.m.deliveries.WithLabelValues("failed").Add(float64(len(to)))

@@ -284,6 +284,12 @@ func checkReportMail(t *testing.T, m received, team, week string, rcpts []string
 	if s := h.Get("Subject"); s != "[agentrail] "+team+" weekly permission report "+week {
 		t.Errorf("Subject %q", s)
 	}
+	if a := h.Get("Auto-Submitted"); a != "auto-generated" {
+		t.Errorf("Auto-Submitted %q, want auto-generated (RFC 3834)", a)
+	}
+	if c := h.Get("X-Agentrail-Coverage"); c != "final" {
+		t.Errorf("X-Agentrail-Coverage %q, want final", c)
+	}
 	if h.Get("X-Agentrail-Team") != team || h.Get("X-Agentrail-Week") != week {
 		t.Errorf("X-Agentrail headers %q %q", h.Get("X-Agentrail-Team"), h.Get("X-Agentrail-Week"))
 	}
@@ -519,7 +525,7 @@ func TestInterruptedSendIsNotRepeated(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	if err := s.recordDeliveries(ctx, "finance", "2026-W47", "rep-crashed", 1, "sending", "x@acme.example", "", []string{"dana.reyes@acme.example"}); err != nil {
+	if err := s.recordDeliveries(ctx, "finance", "2026-W47", "rep-crashed", 1, "sending", "final", "x@acme.example", "", []string{"dana.reyes@acme.example"}); err != nil {
 		t.Fatal(err)
 	}
 	team, _ := s.Team(ctx, "finance")
@@ -546,5 +552,115 @@ func TestInterruptedSendIsNotRepeated(t *testing.T) {
 	var unconfirmed uint64
 	if err := conn.QueryRow(ctx, `SELECT count() FROM `+db+`.report_deliveries WHERE status = 'unconfirmed' AND recipient = 'dana.reyes@acme.example'`).Scan(&unconfirmed); err != nil || unconfirmed != 1 {
 		t.Errorf("unconfirmed records %d %v", unconfirmed, err)
+	}
+}
+
+// A week still in progress goes out as a partial report that says what it
+// covers, and is recorded as partial: the scheduled send of the finished
+// week still happens, and is then sent at most once as before.
+func TestPartialWeekDoesNotStandInForTheFinal(t *testing.T) {
+	conn, db := loadFixture(t)
+	srv := startSMTP(t)
+	cfg := mailConfig(t, srv)
+	ctx := context.Background()
+	// Wednesday 14:05 in Berlin: W47 is half over.
+	clock := &fakeClock{now: at("2026-11-18T13:05:00Z")}
+	s, err := New(cfg, Store{conn, db}, prometheus.NewRegistry(), quiet, WithClock(clock))
+	if err != nil {
+		t.Fatal(err)
+	}
+	team, err := s.Team(ctx, "finance")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := s.SendWeek(ctx, team, w47, "manual", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !d.Partial || !d.CoversUntil.Equal(at("2026-11-18T13:05:00Z")) || len(d.Sent) != 2 {
+		t.Fatalf("partial send: %+v", d)
+	}
+	msgs := srv.received()
+	if len(msgs) != 1 {
+		t.Fatalf("%d messages after the partial send, want 1", len(msgs))
+	}
+	msg, parts := parseMessage(t, msgs[0].data)
+	const cover = "partial: Mon 16 Nov 00:00 – Wed 18 Nov 14:05 CET"
+	subj, err := new(mime.WordDecoder).DecodeHeader(msg.Header.Get("Subject"))
+	if err != nil || subj != "[agentrail] finance weekly permission report 2026-W47 ("+cover+")" {
+		t.Errorf("partial Subject %q (%v)", subj, err)
+	}
+	if c := msg.Header.Get("X-Agentrail-Coverage"); c != "partial; until=2026-11-18T13:05:00Z" {
+		t.Errorf("X-Agentrail-Coverage %q", c)
+	}
+	partialID := msg.Header.Get("Message-Id")
+	if !strings.Contains(partialID, ".partial-20261118T130500Z.") {
+		t.Errorf("partial Message-ID %q does not say it is partial", partialID)
+	}
+	byType := map[string][]byte{}
+	for _, p := range parts {
+		byType[p.contentType] = p.body
+	}
+	for _, ct := range []string{"text/plain", "text/html"} {
+		if !bytes.Contains(byType[ct], []byte("Mon 16 Nov 00:00 – Wed 18 Nov 14:05 CET")) {
+			t.Errorf("%s part lacks the partial notice", ct)
+		}
+	}
+	var rep Weekly
+	if err := json.Unmarshal(byType["application/json"], &rep); err != nil || !rep.Partial || !rep.CoversUntil.Equal(at("2026-11-18T13:05:00Z")) {
+		t.Errorf("JSON: partial %v covers_until %v (%v)", rep.Partial, rep.CoversUntil, err)
+	}
+	var days []string
+	for _, r := range rep.Daily {
+		if r.Tier == 1 {
+			days = append(days, r.Date)
+		}
+	}
+	if strings.Join(days, ",") != "2026-11-16,2026-11-17,2026-11-18" {
+		t.Errorf("daily rows of a partial week: %v, want Monday to today only", days)
+	}
+	if !bytes.Contains(byType["text/csv"], []byte("2026-W47,finance,report,,,partial,true")) ||
+		!bytes.Contains(byType["text/csv"], []byte("2026-W47,finance,report,,,covers_until,2026-11-18T13:05:00Z")) {
+		t.Errorf("CSV lacks the partial rows")
+	}
+
+	// The week has ended: the scheduled send is not skipped.
+	clock.now = at("2026-11-23T07:00:00Z")
+	d, err = s.SendWeek(ctx, team, w47, "schedule", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Partial || len(d.Sent) != 2 || len(d.Already) != 0 {
+		t.Fatalf("final send after a partial one: %+v", d)
+	}
+	msgs = srv.received()
+	if len(msgs) != 2 {
+		t.Fatalf("%d messages, want 2", len(msgs))
+	}
+	checkReportMail(t, msgs[1], "finance", "2026-W47", team.Recipients, at("2026-11-23T07:00:00Z"))
+	if final, _ := parseMessage(t, msgs[1].data); final.Header.Get("Message-Id") == partialID {
+		t.Error("the final report has the partial one's Message-ID")
+	}
+	// And the final is still sent at most once.
+	clock.now = at("2026-11-23T08:00:00Z")
+	d, err = s.SendWeek(ctx, team, w47, "schedule", false)
+	if err != nil || len(d.Sent) != 0 || len(d.Already) != 2 || len(srv.received()) != 2 {
+		t.Errorf("second final send: %+v %v", d, err)
+	}
+	rows, err := conn.Query(ctx, `SELECT concat(trigger, ' ', coverage, ' ', status, ' ', toString(sent)) FROM `+db+`.report_runs FINAL ORDER BY started_at`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var got []string
+	for rows.Next() {
+		var r string
+		if err := rows.Scan(&r); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, r)
+	}
+	if want := "manual partial ok 2|schedule final ok 2|schedule final skipped 0"; strings.Join(got, "|") != want {
+		t.Errorf("runs %v, want %s", got, want)
 	}
 }

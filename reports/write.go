@@ -2,6 +2,7 @@ package reports
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -59,6 +60,16 @@ func reportBase(r *Weekly) string {
 	return "agentrail-report-" + registry.FileComponent(r.Team) + "-" + r.Week
 }
 
+// ErrUnknownTeam is returned for a report asked for by team name when the
+// team is neither in the registry nor has any events or findings in the
+// week: most likely a misspelt name. No files are written for it.
+var ErrUnknownTeam = errors.New("reports: team is not in the registry and has nothing to report")
+
+// empty reports whether r has nothing in it: no action, violation or alert.
+func (r *Weekly) empty() bool {
+	return r.Figures.Actions == 0 && r.Violations.Total == 0 && r.Alerts.Total == 0
+}
+
 // WriteWeekly builds the weekly report of team (every team when "") for
 // week ("2026-W47"; "" means the current week in each team's zone) from
 // database db with the default configuration, writes each with WriteFiles
@@ -109,6 +120,9 @@ func (b *Builder) Write(ctx context.Context, week, team, dir string) ([]string, 
 		r, err := b.Build(ctx, t, tw)
 		if err != nil {
 			return paths, err
+		}
+		if team != "" && !t.Registered && r.empty() {
+			return paths, fmt.Errorf("%w: %q in %s", ErrUnknownTeam, t.Name, r.Week)
 		}
 		ps, err := WriteFiles(r, dir)
 		paths = append(paths, ps...)

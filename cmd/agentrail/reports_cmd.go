@@ -187,6 +187,12 @@ func runReport(ctx context.Context, args []string) int {
 	week := fs.String("week", "", `ISO week, e.g. 2026-W47 (default: the last complete week in each team's zone; "current" for the week in progress)`)
 	team := fs.String("team", "", "one team (default: every registered team and every team with events in the week)")
 	out := fs.String("out", "./out/reports", "directory to write the reports into")
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "usage: agentrail report weekly [flags]\n\n"+
+			"Exit status: 0 written; 1 error; 2 usage error; 3 --team names a team that is\n"+
+			"neither in the registry nor has any events in the week (nothing written).\n\nflags:")
+		fs.PrintDefaults()
+	}
 	if ok, code := parseWithArgs(fs, args, 0, ""); !ok {
 		return code
 	}
@@ -217,14 +223,30 @@ func runReport(ctx context.Context, args []string) int {
 	for _, p := range paths {
 		fmt.Println(p)
 	}
+	if errors.Is(err, reports.ErrUnknownTeam) {
+		return unknownTeam("report weekly", *team, "is not in the registry and has no events in the week: nothing to report, nothing written")
+	}
 	return exitCode("report weekly", err)
+}
+
+// exitUnknownTeam is the exit status of `report weekly --team T` and
+// `reports send --team T` when T is neither in the registry nor has any
+// events in the week: nothing was written or sent (1 is any other error,
+// 2 a usage error).
+const exitUnknownTeam = 3
+
+// unknownTeam warns that team has nothing to report and returns
+// exitUnknownTeam.
+func unknownTeam(cmd, team, what string) int {
+	fmt.Fprintf(os.Stderr, "agentrail %s: warning: team %q %s\n", cmd, team, what)
+	return exitUnknownTeam
 }
 
 // runReports serves scheduled report mail (agentrail reports serve).
 func runReports(ctx context.Context, args []string) int {
 	sub, args, ok, code := subcommand("reports", args, map[string]string{
 		"serve": "send each team's weekly report on its schedule and run retention on its own",
-		"send":  "send one team's report for one week now: --team T --week W [--force]",
+		"send":  "send one team's report for one week now: --team T [--week W|current] [--force]",
 	})
 	if !ok {
 		return code
@@ -234,8 +256,18 @@ func runReports(ctx context.Context, args []string) int {
 	cf.register(fs)
 	metricsAddr := fs.String("metrics", "127.0.0.1:9465", `address of the Prometheus /metrics endpoint ("" disables it)`)
 	team := fs.String("team", "", "team (send)")
-	week := fs.String("week", "", "ISO week, e.g. 2026-W47 (send; default the last complete week in the team's zone)")
+	week := fs.String("week", "", `ISO week, e.g. 2026-W47 (send; default the last complete week in the team's zone; "current" for the week in progress, sent as a partial report)`)
 	force := fs.Bool("force", false, "send even to recipients who had the week (send)")
+	if sub == "send" {
+		fs.Usage = func() {
+			fmt.Fprintln(fs.Output(), "usage: agentrail reports send --team T [--week W|current] [--force] [flags]\n\n"+
+				"A week that has not ended is sent as a partial report, marked so, and does not\n"+
+				"count as the week delivered: the final report is still sent when it has ended.\n"+
+				"Exit status: 0 sent or nothing to send; 1 error; 2 usage error; 3 the team is\n"+
+				"not in the registry (no recipients, nothing sent).\n\nflags:")
+			fs.PrintDefaults()
+		}
+	}
 	if ok, code := parseWithArgs(fs, args, 0, ""); !ok {
 		return code
 	}
@@ -263,15 +295,26 @@ func runReports(ctx context.Context, args []string) int {
 		if err != nil {
 			return exitCode("reports send", err)
 		}
+		if !t.Registered {
+			return unknownTeam("reports send", *team, "is not in the registry, so it has no recipients: nothing sent")
+		}
 		w := reports.LastComplete(time.Now(), t.Location)
-		if *week != "" {
+		switch *week {
+		case "":
+		case "current":
+			w = reports.WeekOf(time.Now(), t.Location)
+		default:
 			if w, err = reports.ParseWeek(*week); err != nil {
 				return exitCode("reports send", err)
 			}
 		}
 		d, err := svc.SendWeek(ctx, t, w, "manual", *force)
-		fmt.Printf("%s %s: sent to %v; already had it: %v; unconfirmed: %v (run %s, %d attempts)\n",
-			d.Team, d.Week, d.Sent, d.Already, d.Unconfirmed, d.RunID, d.Attempts)
+		kind := "final"
+		if d.Partial {
+			kind = "partial, up to " + d.CoversUntil.Format(time.RFC3339)
+		}
+		fmt.Printf("%s %s (%s): sent to %v; already had it: %v; unconfirmed: %v (run %s, %d attempts)\n",
+			d.Team, d.Week, kind, d.Sent, d.Already, d.Unconfirmed, d.RunID, d.Attempts)
 		return exitCode("reports send", err)
 	}
 	g, gctx := errgroup.WithContext(ctx)
