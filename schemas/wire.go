@@ -83,7 +83,8 @@ type SchemaSource interface {
 type Decoder struct {
 	reader      avro.Schema
 	handWritten bool                    // decodeLatest is written for the reader schema
-	byFP        map[[8]byte]avro.Schema // resolved writer->reader schemas
+	byFP        map[[8]byte]avro.Schema // resolved writer->reader schemas, by spec and legacy fingerprint
+	legacyFP    map[[8]byte]int         // legacy fingerprint -> schema version
 	registry    SchemaSource            // nil: Confluent framing is rejected
 
 	mu   sync.RWMutex
@@ -97,6 +98,7 @@ func NewDecoder(registry SchemaSource) (*Decoder, error) {
 		reader:      Latest().Schema,
 		handWritten: Latest().N == decodeLatestVersion,
 		byFP:        make(map[[8]byte]avro.Schema),
+		legacyFP:    make(map[[8]byte]int),
 		registry:    registry,
 		byID:        make(map[int]avro.Schema),
 	}
@@ -106,8 +108,21 @@ func NewDecoder(registry SchemaSource) (*Decoder, error) {
 			return nil, fmt.Errorf("schemas: version %d cannot be read as the latest: %w", v.N, err)
 		}
 		d.byFP[v.Fingerprint] = s
+		d.byFP[v.LegacyFingerprint] = s
+		d.legacyFP[v.LegacyFingerprint] = v.N
 	}
 	return d, nil
+}
+
+// LegacyVersion returns the schema version whose legacy fingerprint
+// (Version.LegacyFingerprint) heads the single-object record b, or 0 if b
+// does not carry one. Consumers count such records: the legacy fingerprints
+// are accepted only for a while (schemas/README.md).
+func (d *Decoder) LegacyVersion(b []byte) int {
+	if len(b) < 10 || b[0] != singleObject0 || b[1] != singleObject1 {
+		return 0
+	}
+	return d.legacyFP[[8]byte(b[2:10])]
 }
 
 // resolve returns the schema that decodes data written with writer into the
