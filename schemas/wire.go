@@ -84,7 +84,7 @@ type Decoder struct {
 	reader      avro.Schema
 	handWritten bool                    // decodeLatest is written for the reader schema
 	byFP        map[[8]byte]avro.Schema // resolved writer->reader schemas, by spec and legacy fingerprint
-	legacyFP    map[[8]byte]int         // legacy fingerprint -> schema version
+	legacyFP    []legacyFP              // a few: a scan beats a map
 	registry    SchemaSource            // nil: Confluent framing is rejected
 
 	mu   sync.RWMutex
@@ -98,7 +98,6 @@ func NewDecoder(registry SchemaSource) (*Decoder, error) {
 		reader:      Latest().Schema,
 		handWritten: Latest().N == decodeLatestVersion,
 		byFP:        make(map[[8]byte]avro.Schema),
-		legacyFP:    make(map[[8]byte]int),
 		registry:    registry,
 		byID:        make(map[int]avro.Schema),
 	}
@@ -109,7 +108,7 @@ func NewDecoder(registry SchemaSource) (*Decoder, error) {
 		}
 		d.byFP[v.Fingerprint] = s
 		d.byFP[v.LegacyFingerprint] = s
-		d.legacyFP[v.LegacyFingerprint] = v.N
+		d.legacyFP = append(d.legacyFP, legacyFP{v.LegacyFingerprint, v.N})
 	}
 	return d, nil
 }
@@ -122,7 +121,18 @@ func (d *Decoder) LegacyVersion(b []byte) int {
 	if len(b) < 10 || b[0] != singleObject0 || b[1] != singleObject1 {
 		return 0
 	}
-	return d.legacyFP[[8]byte(b[2:10])]
+	fp := [8]byte(b[2:10])
+	for _, l := range d.legacyFP {
+		if l.fp == fp {
+			return l.version
+		}
+	}
+	return 0
+}
+
+type legacyFP struct {
+	fp      [8]byte
+	version int
 }
 
 // resolve returns the schema that decodes data written with writer into the
