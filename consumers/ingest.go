@@ -28,6 +28,7 @@
 //	agentrail_ingest_ticks_total                 ticks that committed what Tickers emitted (tick.go)
 //	agentrail_ingest_redactions_total{rule,action} (redaction.go)
 //	agentrail_ingest_quarantined_total{reason}   (signing.Reasons; see verify.go)
+//	agentrail_ingest_legacy_fingerprint_records_total{schema_version} (fingerprint.go)
 //	agentrail_ingest_signature_keys
 //	agentrail_ingest_signature_keys_reload_success
 package consumers
@@ -228,6 +229,8 @@ type Ingest struct {
 	red      redaction
 	sig      *signatures // verify.go
 
+	legacy legacyFingerprints // fingerprint.go
+
 	revokedMu sync.Mutex
 	revokedPs []int32        // partitions revoked since the last batch
 	owned     map[int32]bool // events partitions assigned (guarded by revokedMu)
@@ -344,11 +347,15 @@ func New(ctx context.Context, cfg Config, reg prometheus.Registerer, log *slog.L
 	if err != nil {
 		return nil, err
 	}
+	legacy, err := newLegacyFingerprints(reg)
+	if err != nil {
+		return nil, err
+	}
 	kopts, err := cfg.Kafka.Opts()
 	if err != nil {
 		return nil, err
 	}
-	in := &Ingest{cfg: cfg, log: log, dec: dec, now: time.Now, m: m, red: red, sig: sig, done: make(chan struct{})}
+	in := &Ingest{cfg: cfg, log: log, dec: dec, now: time.Now, m: m, red: red, sig: sig, legacy: legacy, done: make(chan struct{})}
 	kopts = append(kopts,
 		kgo.ConsumerGroup(cfg.Ingest.Group),
 		kgo.ConsumeTopics(cfg.Kafka.Topics.Events),
@@ -810,6 +817,7 @@ func (in *Ingest) flush(ctx context.Context, b *batch) error {
 		in.m.deadLetters.WithLabelValues(d.class).Inc()
 	}
 	in.countQuarantined(b)
+	in.countLegacyFingerprints(b) // fingerprint.go
 	in.m.batches.Inc()
 	in.m.batchRows.Observe(float64(len(b.recs)))
 	if in.log.Enabled(ctx, slog.LevelDebug) {

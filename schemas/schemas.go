@@ -27,9 +27,16 @@ var avscFS embed.FS
 type Version struct {
 	N      int         // 1, 2, ...
 	Schema avro.Schema // parsed schema
-	// Fingerprint is the CRC-64-AVRO fingerprint of the schema's parsing
-	// canonical form, little-endian, as the single-object encoding carries it.
+	// Fingerprint is the CRC-64-AVRO fingerprint of the schema's Parsing
+	// Canonical Form as the Avro specification defines it (CanonicalForm),
+	// little-endian, as the single-object encoding carries it. Producers
+	// write it.
 	Fingerprint [8]byte
+	// LegacyFingerprint is what agentrail wrote before it followed the
+	// specification: hamba/avro's CRC-64-AVRO, whose canonical form keeps
+	// logicalType. Consumers still accept it, for records already written
+	// (schemas/README.md says until when).
+	LegacyFingerprint [8]byte
 }
 
 // Versions lists every published schema revision, oldest first. The last one
@@ -56,13 +63,18 @@ func load() {
 			loadErr = fmt.Errorf("schemas: parse %s: %w", name, err)
 			return
 		}
-		fp, err := s.FingerprintUsing(avro.CRC64AvroLE)
+		fp, err := SpecFingerprint(s)
 		if err != nil {
 			loadErr = fmt.Errorf("schemas: fingerprint %s: %w", name, err)
 			return
 		}
-		v := Version{N: i + 1, Schema: s}
-		copy(v.Fingerprint[:], fp)
+		legacy, err := s.FingerprintUsing(avro.CRC64AvroLE)
+		if err != nil {
+			loadErr = fmt.Errorf("schemas: legacy fingerprint %s: %w", name, err)
+			return
+		}
+		v := Version{N: i + 1, Schema: s, Fingerprint: fp}
+		copy(v.LegacyFingerprint[:], legacy)
 		versions = append(versions, v)
 	}
 }

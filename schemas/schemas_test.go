@@ -223,7 +223,10 @@ func TestRegistryUnreachableIsTransient(t *testing.T) {
 
 // TestBackwardCompatibility proves a record written with schema v1 is read by
 // the latest schema, with v2's new fields at their defaults. The v1 bytes are
-// a golden file: once published they must stay readable forever.
+// a golden file: once published they must stay readable forever. It was
+// written before agentrail followed the spec's fingerprint, so it carries
+// v1's legacy fingerprint; the same payload framed with v1's spec
+// fingerprint must read the same.
 func TestBackwardCompatibility(t *testing.T) {
 	v1 := Versions()[0]
 	golden := filepath.Join("testdata", "intent.v1.avro")
@@ -232,7 +235,7 @@ func TestBackwardCompatibility(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		framed := append(append([]byte{0xC3, 0x01}, v1.Fingerprint[:]...), payload...)
+		framed := append(append([]byte{0xC3, 0x01}, v1.LegacyFingerprint[:]...), payload...)
 		if err := os.WriteFile(golden, framed, 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -244,18 +247,67 @@ func TestBackwardCompatibility(t *testing.T) {
 	if Latest().N == 1 || Latest().Fingerprint == v1.Fingerprint {
 		t.Fatal("latest schema is v1: nothing to prove")
 	}
+	if !bytes.Equal(b[2:10], v1.LegacyFingerprint[:]) {
+		t.Fatalf("golden v1 record carries fingerprint %x, want v1's legacy %x", b[2:10], v1.LegacyFingerprint)
+	}
+	spec := append(append([]byte{0xC3, 0x01}, v1.Fingerprint[:]...), b[10:]...)
 	dec, _ := NewDecoder(nil)
-	var got Event
-	if err := dec.Decode(context.Background(), b, &got); err != nil {
-		t.Fatalf("v1 record not readable by v%d: %v", Latest().N, err)
+	for _, tc := range []struct {
+		name   string
+		rec    []byte
+		legacy int
+	}{{"legacy fingerprint", b, 1}, {"spec fingerprint", spec, 0}} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := dec.LegacyVersion(tc.rec); got != tc.legacy {
+				t.Fatalf("LegacyVersion = %d, want %d", got, tc.legacy)
+			}
+			var got Event
+			if err := dec.Decode(context.Background(), tc.rec, &got); err != nil {
+				t.Fatalf("v1 record not readable by v%d: %v", Latest().N, err)
+			}
+			normalize(&got)
+			want := sampleEvents()[0]
+			if !reflect.DeepEqual(&got, want) {
+				t.Fatalf("v1 record read as\n %+v\nwant %+v", got, *want)
+			}
+			if got.SessionID != "" || got.Labels != nil {
+				t.Fatalf("v2 fields not at their defaults: session_id=%q labels=%v", got.SessionID, got.Labels)
+			}
+		})
 	}
-	normalize(&got)
-	want := sampleEvents()[0]
-	if !reflect.DeepEqual(&got, want) {
-		t.Fatalf("v1 record read as\n %+v\nwant %+v", got, *want)
+}
+
+// TestLegacyFingerprintV2 reads a latest-version record framed with v2's
+// legacy fingerprint, as producers wrote it before: same event, counted as
+// legacy; an encoder's own records are not.
+func TestLegacyFingerprintV2(t *testing.T) {
+	v := Latest()
+	if v.Fingerprint == v.LegacyFingerprint {
+		t.Fatal("spec and legacy fingerprints are equal: nothing to prove")
 	}
-	if got.SessionID != "" || got.Labels != nil {
-		t.Fatalf("v2 fields not at their defaults: session_id=%q labels=%v", got.SessionID, got.Labels)
+	dec, _ := NewDecoder(nil)
+	for _, e := range sampleEvents() {
+		spec, err := NewSingleObjectEncoder().AppendEncode(nil, e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(spec[2:10], v.Fingerprint[:]) || dec.LegacyVersion(spec) != 0 {
+			t.Fatalf("encoder wrote fingerprint %x (legacy version %d), want the spec's %x", spec[2:10], dec.LegacyVersion(spec), v.Fingerprint)
+		}
+		legacy := append(append([]byte{0xC3, 0x01}, v.LegacyFingerprint[:]...), spec[10:]...)
+		if got := dec.LegacyVersion(legacy); got != v.N {
+			t.Fatalf("LegacyVersion = %d, want %d", got, v.N)
+		}
+		var a, b Event
+		if err := dec.DecodeValid(context.Background(), spec, &a, e.Time, Limits{}); err != nil {
+			t.Fatal(err)
+		}
+		if err := dec.DecodeValid(context.Background(), legacy, &b, e.Time, Limits{}); err != nil {
+			t.Fatalf("legacy-framed %s: %v", e.Type, err)
+		}
+		if !reflect.DeepEqual(a, b) {
+			t.Fatalf("legacy-framed %s read as\n %+v\nwant %+v", e.Type, b, a)
+		}
 	}
 }
 

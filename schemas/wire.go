@@ -83,7 +83,8 @@ type SchemaSource interface {
 type Decoder struct {
 	reader      avro.Schema
 	handWritten bool                    // decodeLatest is written for the reader schema
-	byFP        map[[8]byte]avro.Schema // resolved writer->reader schemas
+	byFP        map[[8]byte]avro.Schema // resolved writer->reader schemas, by spec and legacy fingerprint
+	legacyFP    []legacyFP              // a few: a scan beats a map
 	registry    SchemaSource            // nil: Confluent framing is rejected
 
 	mu   sync.RWMutex
@@ -106,8 +107,32 @@ func NewDecoder(registry SchemaSource) (*Decoder, error) {
 			return nil, fmt.Errorf("schemas: version %d cannot be read as the latest: %w", v.N, err)
 		}
 		d.byFP[v.Fingerprint] = s
+		d.byFP[v.LegacyFingerprint] = s
+		d.legacyFP = append(d.legacyFP, legacyFP{v.LegacyFingerprint, v.N})
 	}
 	return d, nil
+}
+
+// LegacyVersion returns the schema version whose legacy fingerprint
+// (Version.LegacyFingerprint) heads the single-object record b, or 0 if b
+// does not carry one. Consumers count such records: the legacy fingerprints
+// are accepted only for a while (schemas/README.md).
+func (d *Decoder) LegacyVersion(b []byte) int {
+	if len(b) < 10 || b[0] != singleObject0 || b[1] != singleObject1 {
+		return 0
+	}
+	fp := [8]byte(b[2:10])
+	for _, l := range d.legacyFP {
+		if l.fp == fp {
+			return l.version
+		}
+	}
+	return 0
+}
+
+type legacyFP struct {
+	fp      [8]byte
+	version int
 }
 
 // resolve returns the schema that decodes data written with writer into the
