@@ -108,9 +108,9 @@ type IngestConfig struct {
 	// large (fewer, bigger parts for ClickHouse to merge) without the
 	// process growing with it. Keep it below the memory the process may
 	// use: past it the runtime spends up to half the CPU collecting. 0
-	// leaves the runtime's setting: the limit costs CPU (2048 cut the
-	// bench's peak RSS by 0.5-0.7 GB and cost ingest 0.1-1.6 CPU-µs per
-	// event; docs/PERFORMANCE.md), so it is the operator's choice.
+	// leaves the runtime's setting: the limit trades CPU for memory
+	// (docs/PERFORMANCE-HISTORY.md, "100,000 rows with a memory limit"),
+	// so it is the operator's choice.
 	MemoryLimitMB int `yaml:"memory_limit_mb"`
 	// TickInterval is how often, between batches and when idle, ingest
 	// runs the processors' work that falls due on its clock (tick.go):
@@ -131,13 +131,13 @@ func (c *Config) Defaults() {
 	}
 	if in.BatchRows == 0 {
 		// Each batch is one insert, so one new part per partition of
-		// events and traces; bigger parts are merged fewer times. 50,000
-		// against 20,000 cut ClickHouse's CPU per event by about a
-		// quarter at 2M events (docs/PERFORMANCE.md, "Batch size").
-		// 100,000 cut another 4-7 µs but raised the measured maximum, and
-		// with it the half load, past what this machine sustains at the
-		// freshness target. Memory holds one batch; under a light load
-		// batch_interval flushes first.
+		// events and traces; bigger parts are merged fewer times, which
+		// is why the default is 50,000 and not 20,000. 100,000 costs
+		// ClickHouse less again but raises the measured maximum, and
+		// with it the half load, past what a 2-core host sustains at the
+		// freshness target (docs/PERFORMANCE-HISTORY.md, "Batch size:
+		// bigger parts, fewer merges"). Memory holds one batch; under a
+		// light load batch_interval flushes first.
 		in.BatchRows = 50000
 	}
 	if in.BatchInterval == 0 {
@@ -299,7 +299,8 @@ func newMetrics(reg prometheus.Registerer) (metrics, error) {
 	return m, nil
 }
 
-// Option adjusts an Ingest for tests.
+// Option adjusts an Ingest: the stages it runs (WithProcessors, as package
+// pipeline wires them) and, for tests, its clock (WithClock).
 type Option func(*Ingest)
 
 // WithProcessors adds stages that run on every batch (see Processor).
@@ -461,8 +462,8 @@ func newBatch() *batch {
 // previous batch was flushed, which holds only what had arrived when that
 // flush began, and started the next fetch, which brings everything since.
 // Flushing at once left that to the next batch, a whole flush later: under
-// a steady load of 20,000 events/s each batch then held records produced
-// 0.5-1.1 s before it was polled, two or three flushes behind.
+// a steady load each batch then held records two or three flushes behind
+// (docs/PERFORMANCE-HISTORY.md, "Freshness inside `make bench`").
 func (b *batch) add(r *kgo.Record, now time.Time, interval time.Duration) {
 	if len(b.recs) == 0 {
 		b.polled, b.first, b.oldest = now, now, now
@@ -1186,7 +1187,7 @@ func (n *nativeConn) close() {
 // itself, so every insert (ch-go: columns.go, inserts.go) sends them as
 // String columns. (When the inserts went through clickhouse-go, this also
 // avoided its LowCardinality append: reflection and an interface-keyed map
-// per value, about 3 µs of CPU per event over 24 such columns.)
+// per value.)
 var insertSettings = clickhouse.Settings{"optimize_on_insert": 0, "low_cardinality_allow_in_native_format": 0}
 
 // Dead-letter record headers.

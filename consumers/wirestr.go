@@ -10,9 +10,10 @@ import (
 // protocol's wire format as it is built: each value's length as a uvarint,
 // then its bytes. Sending it is one chained write of that buffer, where
 // proto.ColStr keeps values and their positions apart and writes every
-// length and value anew at send time (1.1 µs of ingest's CPU per event in
-// the profile, mostly the events table's 40 string columns;
-// docs/PERFORMANCE.md).
+// length and value anew at send time, which showed in ingest's profile for
+// the events table's 40 string columns (docs/PERFORMANCE-HISTORY.md,
+// "Ingest, fifth session: one pass to decode and validate, strings sent as
+// built").
 //
 // It is insert-only: it cannot decode a result, nor be the inner column
 // of an array or map (those take a proto.ColumnOf[string]).

@@ -463,7 +463,7 @@ func (q *queue) next() []*pending {
 // gatherInterval is how long handOver lets records gather after a batch,
 // while callers keep it busy, so that a busy caller rarely has to wake it
 // or contend with it for the queue's lock (without it, the callers kept
-// less of the saving: docs/PERFORMANCE.md, "Third round"). It adds about
+// less of the saving: docs/PERFORMANCE-HISTORY.md, "Third round"). It adds about
 // this much to an event's way to Kafka, little against Linger's default
 // 5 ms; an idle handOver sleeps until a push wakes it.
 const gatherInterval = 200 * time.Microsecond
@@ -534,9 +534,9 @@ func (e *Emitter) acquire(ctx context.Context, began time.Time) error {
 // wakeMargin is how much earlier than the limit a waiting call gives up:
 // after its timer fires, the call must still be scheduled and return, and
 // on a loaded host that takes milliseconds. A fixed 2 ms margin let calls
-// block 51-55 ms against a 50 ms limit in `agentrail bench --only producer`
-// with three busy loops on the two cores; a tenth of the limit kept them at
-// 48.8-49.4 ms (docs/PERFORMANCE.md, "The block limit under CPU load").
+// block past a 50 ms limit with the two cores busy; a tenth of the limit
+// kept them under it (docs/PERFORMANCE-HISTORY.md, "The block limit under
+// CPU load").
 func wakeMargin(limit time.Duration) time.Duration { return limit / 10 }
 
 func (e *Emitter) recycle(p *pending) {

@@ -454,7 +454,7 @@ func runqueueWait() time.Duration {
 // spent runnable but waiting for a CPU meanwhile: on a loaded machine the
 // kernel can keep the thread that runs timers, or the call's own, off every
 // CPU after the call's timer fired, which is no blocking of the Emitter's
-// (it once made a call take 168 ms at a load average of 10). Waiting on a
+// (on a loaded machine it made a call take several times its limit). Waiting on a
 // timer, a lock or a channel is sleeping, not waiting for a CPU, so it
 // still counts in full; on a quiet machine nothing is subtracted. And the
 // median blocked call, which scheduler hiccups do not move, must end within

@@ -149,8 +149,9 @@ func (d *Decoder) resolve(writer avro.Schema) (avro.Schema, error) {
 //
 // A record written with the latest schema (by fingerprint, or by a registry
 // id whose schema is the latest) is decoded by hand (decode.go): hamba/avro's
-// reflective decoder and its allocations cost about 3.4 µs of ingest's CPU
-// per event. Any other writer schema is resolved by hamba/avro.
+// reflective decoder and its allocations were most of ingest's decoding CPU
+// (docs/PERFORMANCE-HISTORY.md, "Avro decoding in ingest (hand-written for
+// the latest schema)"). Any other writer schema is resolved by hamba/avro.
 func (d *Decoder) Decode(ctx context.Context, b []byte, e *Event) error {
 	s, payload, err := d.writerSchema(ctx, b)
 	if err != nil {

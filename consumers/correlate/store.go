@@ -43,10 +43,11 @@ func quoteAll(ss []string) string {
 // default) from 25.6 on; clickhouse-go supports 25.8 and later.
 //
 // It is not a rule for every such query. Looking up one trace by its id
-// (Lookup, with or without its row's team, agent and time) was 1.3-5.5
-// times slower with the setting on ClickHouse 26.7, though it read as many
-// rows or fewer: on 2 M rows in 121 unmerged parts, p50 158 against 28.5 ms
-// by id alone. So Lookup leaves the server's default.
+// (Lookup, with or without its row's team, agent and time) was slower with
+// the setting on ClickHouse 26.7, though it read as many rows or fewer
+// (docs/PERFORMANCE-HISTORY.md, "One trace at 10 M events: `agentrail
+// trace` keeps the exact FINAL mode"). So Lookup leaves the server's
+// default.
 const skipIndexesFinal = ` SETTINGS use_skip_indexes_if_final_exact_mode = 0`
 
 func chTime(t time.Time) string {
