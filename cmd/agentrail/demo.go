@@ -30,6 +30,7 @@ import (
 	"github.com/agentrail/agentrail/producers"
 	"github.com/agentrail/agentrail/producers/simulate"
 	"github.com/agentrail/agentrail/schemas"
+	"github.com/agentrail/agentrail/signing"
 )
 
 // runDemo runs the whole pipeline on the embedded default — broker,
@@ -107,7 +108,7 @@ func (d *demo) run(ctx context.Context, duration time.Duration, rate float64, se
 		kc.Brokers[0], chserver.LibVersion, d.ch.Addr(), d.ch.HTTPAddr(), time.Since(started).Round(time.Millisecond))
 
 	// 3. Migrate and start ingest.
-	cfg := pipelineConfig{Config: consumers.Config{Kafka: kc, ClickHouse: chstore.Config{Addr: []string{d.ch.Addr()}}}}
+	cfg := pipeline.Config{Config: consumers.Config{Kafka: kc, ClickHouse: chstore.Config{Addr: []string{d.ch.Addr()}}}}
 	// Violations that rest on missing evidence (no approval, no decision)
 	// wait this long for it: short, so the demo shows them before it ends.
 	cfg.Correlation.SettleAfter = 5 * time.Second
@@ -124,7 +125,9 @@ func (d *demo) run(ctx context.Context, duration time.Duration, rate float64, se
 	if err != nil {
 		return err
 	}
-	d.printf("  migrations applied             %v\n\n", applied)
+	fp := schemas.Latest().Fingerprint
+	d.printf("  migrations applied             %v\n", applied)
+	d.printf("  events on the wire             Avro single-object, schema v%d, fingerprint %x (the Avro spec's CRC-64-AVRO)\n\n", schemas.Latest().N, fp[:])
 	reg := prometheus.NewRegistry()
 	in, err := pipeline.NewIngest(ctx, cfg, reg, d.log)
 	if err != nil {
@@ -144,8 +147,8 @@ func (d *demo) run(ctx context.Context, duration time.Duration, rate float64, se
 
 	// 4. The simulated fleet, through the producer SDK, on a clock inside
 	// every team's business hours, with a few of each governance violation
-	// planted; then one of each anomaly; then a trickle, so violations that
-	// wait for missing evidence settle.
+	// planted; then one of each anomaly; then silence: violations that wait
+	// for missing evidence settle on ingest's clock, with no more traffic.
 	em, err := producers.New(producers.Config{Kafka: kc, Signer: simulate.DemoKeys()}, prometheus.NewRegistry(), d.log)
 	if err != nil {
 		return err
@@ -167,40 +170,43 @@ func (d *demo) run(ctx context.Context, duration time.Duration, rate float64, se
 	if err != nil {
 		return err
 	}
-	trickle, trickleErr := fleet.Run(ctx, em.Emit, 50, cfg.Correlation.SettleAfter+8*time.Second, clock)
 	closeCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	closeErr := em.Close(closeCtx)
 	cancel()
-	if err := errors.Join(trickleErr, closeErr); err != nil && ctx.Err() == nil {
-		return err
+	if closeErr != nil && ctx.Err() == nil {
+		return closeErr
 	}
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
+	lastEvent := time.Now()
 	d.printf("published %d events in %d traces (%d re-delivered duplicates, %d traces out of order) in %s\n",
-		stats.Events+trickle.Events, stats.Traces+trickle.Traces, stats.Duplicates+trickle.Duplicates,
-		stats.Reordered+trickle.Reordered, (stats.Elapsed + trickle.Elapsed).Round(time.Millisecond))
+		stats.Events, stats.Traces, stats.Duplicates, stats.Reordered, stats.Elapsed.Round(time.Millisecond))
 	d.printf("planted %d governance violations (%s) and %d anomalies (%s)\n",
-		sumCounts(stats.Planted, trickle.Planted), describeCounts(stats.Planted, trickle.Planted), len(planted), strings.Join(planted, ", "))
+		sumCounts(stats.Planted), describeCounts(stats.Planted), len(planted), strings.Join(planted, ", "))
 
 	// 5. A few poison records, as a misbehaving producer would send.
 	poison, err := d.sendPoison(ctx, kc)
 	if err != nil {
 		return err
 	}
-	d.printf("sent %d poison records (garbage, truncated Avro, invalid trace id, far-future time)\n", poison)
+	d.printf("sent %d poison records, signed by their agent (garbage, truncated Avro, invalid trace id, far-future time)\n", poison)
 	forged, err := d.plantForgeries(ctx, kc, clock())
 	if err != nil {
 		return err
 	}
-	d.printf("sent %d forged events (unsigned, altered after signing, signed with another agent's key, signed with an unregistered key)\n", forged)
+	d.printf("sent %d forged events (unsigned, altered after signing, signed with another agent's key, signed with an unregistered key, cut short after signing so it no longer decodes)\n", forged)
 
 	// 6. Wait until ingest has committed everything, then report.
 	caughtUp := time.Now()
 	if err := d.waitCaughtUp(ctx, kc, cfg.Ingest.Group); err != nil {
 		return err
 	}
-	d.printf("ingest caught up %s after the last event\n\n", time.Since(caughtUp).Round(time.Millisecond))
+	d.printf("ingest caught up %s after the last event\n", time.Since(caughtUp).Round(time.Millisecond))
+	if err := d.waitViolations(ctx, cfg, sumCounts(stats.Planted), lastEvent); err != nil {
+		return err
+	}
+	d.printf("\n")
 	if err := d.report(ctx, cfg.ClickHouse.Database); err != nil {
 		return err
 	}
@@ -237,6 +243,7 @@ func (d *demo) sendPoison(ctx context.Context, kc kafkacfg.Config) (int, error) 
 	}
 	defer cl.Close()
 	now := time.Now().UTC()
+	agent := simulate.New(simulate.Config{Seed: 99}).NextTrace(now)[0].Agent.ID
 	bad := func(mut func(e *schemas.Event)) []byte {
 		e := simulate.New(simulate.Config{Seed: 99}).NextTrace(now)[0]
 		mut(&e)
@@ -250,9 +257,14 @@ func (d *demo) sendPoison(ctx context.Context, kc kafkacfg.Config) (int, error) 
 		bad(func(e *schemas.Event) { e.TraceID = "not-a-trace-id" }),
 		bad(func(e *schemas.Event) { e.Time = now.Add(72 * time.Hour) }),
 	}
+	// Signed with the agent's own key, as its broken producer would: the
+	// signature verifies, so each is the agent's own mistake and goes to
+	// the dead letters (an unsigned one would be quarantined first).
+	signer := simulate.DemoSigner(agent)
 	var recs []*kgo.Record
 	for _, v := range values {
-		recs = append(recs, &kgo.Record{Topic: kc.Topics.Events, Value: v})
+		recs = append(recs, &kgo.Record{Topic: kc.Topics.Events, Value: v, Headers: []kgo.RecordHeader{
+			{Key: signing.HeaderKeyID, Value: signer.KeyIDHeader()}, {Key: signing.HeaderSignature, Value: signer.AppendSign(nil, v)}}})
 	}
 	return len(recs), cl.ProduceSync(ctx, recs...).FirstErr()
 }

@@ -6,12 +6,14 @@ import (
 	"maps"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/agentrail/agentrail/anomaly"
 	"github.com/agentrail/agentrail/consumers/correlate"
 	"github.com/agentrail/agentrail/internal/chstore"
+	"github.com/agentrail/agentrail/pipeline"
 	"github.com/agentrail/agentrail/producers"
 	"github.com/agentrail/agentrail/producers/simulate"
 	"github.com/agentrail/agentrail/reports"
@@ -96,7 +98,7 @@ func describeCounts(ms ...map[string]int) string {
 
 // findings prints what correlation and the anomaly rules found, and one
 // violating trace as `agentrail trace` shows it.
-func (d *demo) findings(ctx context.Context, cfg pipelineConfig) error {
+func (d *demo) findings(ctx context.Context, cfg pipeline.Config) error {
 	db := cfg.ClickHouse.Database
 	sections := []struct{ title, sql string }{
 		{"Governance violations found (v_violations: once per trace and kind; also on the agentrail.violations topic)",
@@ -168,5 +170,35 @@ func (d *demo) weeklyReport(ctx context.Context, c chstore.Config, at time.Time)
 		abs, _ := filepath.Abs(paths[0])
 		d.printf("Weekly permission report for the finance team, %s (HTML; JSON, CSV and the chart beside it):\n  %s\n\n", week, abs)
 	}
+	return nil
+}
+
+// waitViolations waits, with no traffic at all, until correlation has
+// reported the planted violations (those that wait for missing evidence
+// settle on ingest's clock, settle_after after their trace was seen), or
+// until settle_after plus a margin has passed, and says when the last one
+// appeared.
+func (d *demo) waitViolations(ctx context.Context, cfg pipeline.Config, planted int, lastEvent time.Time) error {
+	deadline := lastEvent.Add(cfg.Correlation.SettleAfter + 20*time.Second)
+	last, seen := lastEvent, 0
+	for {
+		var n string
+		if err := d.scalar(ctx, "SELECT count() FROM "+cfg.ClickHouse.Database+".v_violations", &n); err != nil {
+			return err
+		}
+		if c, _ := strconv.Atoi(n); c > seen {
+			seen, last = c, time.Now()
+		}
+		if seen >= planted || time.Now().After(deadline) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+	d.printf("%d governance violations reported with no traffic after the last event; the last %s after it (settle_after %s, ingest's tick)\n",
+		seen, last.Sub(lastEvent).Round(100*time.Millisecond), cfg.Correlation.SettleAfter)
 	return nil
 }

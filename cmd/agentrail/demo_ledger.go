@@ -9,11 +9,12 @@ import (
 
 	"github.com/agentrail/agentrail/internal/chstore"
 	"github.com/agentrail/agentrail/ledger"
+	"github.com/agentrail/agentrail/pipeline"
 )
 
 // startLedger runs the sealer beside ingest, signing with a key made for
 // this demo (a deployment keeps its key in a file: agentrail ledger keygen).
-func (d *demo) startLedger(ctx context.Context, cfg *pipelineConfig) error {
+func (d *demo) startLedger(ctx context.Context, cfg *pipeline.Config) error {
 	pub, priv, err := ed25519.GenerateKey(nil)
 	if err != nil {
 		return err
@@ -43,7 +44,7 @@ func (d *demo) startLedger(ctx context.Context, cfg *pipelineConfig) error {
 }
 
 // verifyLedger seals what is left and prints what `agentrail verify` finds.
-func (d *demo) verifyLedger(ctx context.Context, cfg pipelineConfig) error {
+func (d *demo) verifyLedger(ctx context.Context, cfg pipeline.Config) error {
 	res, err := d.led.Seal(ctx)
 	if err != nil {
 		return err

@@ -18,7 +18,8 @@ import (
 // plantForgeries sends events that must not pass as genuine, as an
 // intruder or a broken producer would: one unsigned, one altered after it
 // was signed, one signed with another agent's key, one signed with a key
-// nobody registered. Each names a real agent of the fleet.
+// nobody registered, and one cut short after it was signed so that it no
+// longer decodes. Each names a real agent of the fleet.
 func (d *demo) plantForgeries(ctx context.Context, kc kafkacfg.Config, at time.Time) (int, error) {
 	cl, err := pipeline.KafkaClient(kc)
 	if err != nil {
@@ -80,6 +81,16 @@ func (d *demo) plantForgeries(ctx context.Context, kc kafkacfg.Config, at time.T
 	if err := add(record(&e4, intruder)); err != nil { // a key nobody registered
 		return 0, err
 	}
+	// Signed, then cut short: the bytes no longer decode, and the signature
+	// is checked first, so it is quarantined as bad_signature with its alert,
+	// not dead-lettered as undecodable.
+	e5 := event()
+	cut, err := record(&e5, simulate.DemoSigner(victim))
+	if err != nil {
+		return 0, err
+	}
+	cut.Value = cut.Value[:len(cut.Value)-len(cut.Value)/3]
+	recs = append(recs, cut)
 	return len(recs), cl.ProduceSync(ctx, recs...).FirstErr()
 }
 

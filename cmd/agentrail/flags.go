@@ -58,6 +58,3 @@ func parseFlags(fs *flag.FlagSet, args []string) (ok bool, code int) {
 	}
 	return true, 0
 }
-
-// pipelineConfig is the whole config file (package pipeline).
-type pipelineConfig = pipeline.Config

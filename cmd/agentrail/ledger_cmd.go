@@ -19,11 +19,12 @@ import (
 
 	"github.com/agentrail/agentrail/internal/chstore"
 	"github.com/agentrail/agentrail/ledger"
+	"github.com/agentrail/agentrail/pipeline"
 )
 
 // openLedger returns the chain writer the config describes (it needs the
 // signing key).
-func openLedger(cfg pipelineConfig, conn driver.Conn, reg prometheus.Registerer, log *slog.Logger, opts ...ledger.Option) (*ledger.Ledger, error) {
+func openLedger(cfg pipeline.Config, conn driver.Conn, reg prometheus.Registerer, log *slog.Logger, opts ...ledger.Option) (*ledger.Ledger, error) {
 	return ledger.New(cfg.Ledger, ledger.Deps{Kafka: cfg.Kafka, Conn: conn, Database: cfg.ClickHouse.Database, Group: cfg.Ingest.Group},
 		reg, log, opts...)
 }
@@ -179,7 +180,7 @@ func runVerify(ctx context.Context, args []string) int {
 
 // openConn connects to ClickHouse without migrating: verify only reads
 // (an analyst's login will do).
-func openConn(ctx context.Context, cfg pipelineConfig) (driver.Conn, error) {
+func openConn(ctx context.Context, cfg pipeline.Config) (driver.Conn, error) {
 	return chstore.Open(ctx, cfg.ClickHouse)
 }
 

@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/agentrail/agentrail/internal/chstore"
+	"github.com/agentrail/agentrail/pipeline"
 	"github.com/agentrail/agentrail/reports"
 	"github.com/agentrail/agentrail/reports/registry"
 	"github.com/agentrail/agentrail/reports/retention"
@@ -68,7 +69,7 @@ func parseWithArgs(fs *flag.FlagSet, args []string, n int, what string) (ok bool
 }
 
 // openStore loads the config and connects to a migrated ClickHouse.
-func openStore(ctx context.Context, cf *connFlags) (pipelineConfig, driver.Conn, error) {
+func openStore(ctx context.Context, cf *connFlags) (pipeline.Config, driver.Conn, error) {
 	cfg, err := cf.load()
 	if err != nil {
 		return cfg, nil, err
@@ -331,7 +332,7 @@ func runReports(ctx context.Context, args []string) int {
 // newReportsService builds the report mailer (and, when serve, its retention
 // job and ledger), registering every metric `agentrail reports serve` serves
 // on reg. closeLedger is never nil.
-func newReportsService(cfg pipelineConfig, conn driver.Conn, reg prometheus.Registerer, log *slog.Logger, serve bool) (svc *reports.Service, closeLedger func(), err error) {
+func newReportsService(cfg pipeline.Config, conn driver.Conn, reg prometheus.Registerer, log *slog.Logger, serve bool) (svc *reports.Service, closeLedger func(), err error) {
 	closeLedger = func() {}
 	if err := registerRuntimeMetrics(reg); err != nil {
 		return nil, closeLedger, err
