@@ -7,7 +7,7 @@ import (
 	"io"
 	"os"
 
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/agentrail/agentrail/anomaly"
 	"github.com/agentrail/agentrail/consumers"

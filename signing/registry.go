@@ -7,7 +7,7 @@ import (
 	"slices"
 	"time"
 
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 )
 
 // AgentKeys is one agent's keys as the registry file lists them.

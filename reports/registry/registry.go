@@ -33,7 +33,7 @@ import (
 	_ "time/tzdata" // team time zones must resolve on hosts without zoneinfo
 
 	"github.com/robfig/cron/v3"
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/agentrail/agentrail/signing"
 )
