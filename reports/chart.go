@@ -2,6 +2,7 @@ package reports
 
 import (
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/go-analyze/charts"
@@ -120,6 +121,19 @@ func axisRange(top int) (axisMax, step int) {
 	}
 }
 
+// axisLabel writes a y-axis value as the report writes counts: 1,500;
+// millions as 2.5M, to keep the axis narrow.
+func axisLabel(v float64) string {
+	if v >= 1e6 {
+		return strconv.FormatFloat(v/1e6, 'f', -1, 64) + "M"
+	}
+	s := strconv.FormatFloat(v, 'f', 0, 64)
+	for i := len(s) - 3; i > 0; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
+}
+
 // Chart renders the week's daily actions and denials as a PNG of small
 // multiples: a row per tier, its actions as a line on the left and its
 // denials as bars on the right, each panel with its own y axis from zero,
@@ -179,7 +193,7 @@ func drawPanel(p *charts.Painter, panel chartPanel, labels []string) error {
 		Min: charts.Ptr(0.0), Max: charts.Ptr(float64(panel.AxisMax)),
 		LabelCount:          panel.AxisMax/panel.Step + 1,
 		PreferNiceIntervals: charts.Ptr(false),
-		ValueFormatter:      func(f float64) string { return fmt.Sprintf("%.0f", f) },
+		ValueFormatter:      axisLabel,
 		LabelFontStyle:      charts.FontStyle{FontSize: 9},
 	}
 	// Every day labelled, and points centred on their day as bars are.

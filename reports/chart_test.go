@@ -170,3 +170,11 @@ func TestAxisRange(t *testing.T) {
 		}
 	}
 }
+
+func TestAxisLabel(t *testing.T) {
+	for v, want := range map[float64]string{0: "0", 5: "5", 500: "500", 1500: "1,500", 40_000: "40,000", 999_999: "999,999", 1e6: "1M", 2_500_000: "2.5M"} {
+		if got := axisLabel(v); got != want {
+			t.Errorf("axisLabel(%v) = %q, want %q", v, got, want)
+		}
+	}
+}

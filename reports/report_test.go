@@ -195,8 +195,7 @@ func TestWeeklyReportGolden(t *testing.T) {
 	golden(t, "finance-2026-W47.html", html)
 	golden(t, "finance-2026-W47.txt", Text(r))
 
-	// The chart: what it draws, and its pixels (docs/report-chart.png is
-	// a copy of the golden PNG).
+	// The chart: what it draws, and its pixels.
 	data, err := chartPanels(r)
 	if err != nil {
 		t.Fatal(err)
