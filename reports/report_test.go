@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"flag"
+	"fmt"
+	"image"
 	"image/png"
 	"os"
 	"path/filepath"
@@ -195,7 +197,8 @@ func TestWeeklyReportGolden(t *testing.T) {
 	golden(t, "finance-2026-W47.html", html)
 	golden(t, "finance-2026-W47.txt", Text(r))
 
-	// The chart: what it draws, and its pixels.
+	// The chart: what it draws, and its pixels (docs/report-chart.png is
+	// a copy of the golden PNG).
 	data, err := chartPanels(r)
 	if err != nil {
 		t.Fatal(err)
@@ -213,6 +216,19 @@ func TestWeeklyReportGolden(t *testing.T) {
 		t.Fatal(err)
 	}
 	goldenPNG(t, "finance-2026-W47.png", p1)
+	doc, err := os.ReadFile(filepath.Join("..", "docs", "report-chart.png"))
+	if err == nil {
+		var want image.Image
+		if want, err = png.Decode(bytes.NewReader(doc)); err == nil {
+			img, _ := png.Decode(bytes.NewReader(p1))
+			if n := pixelDiff(img, want); n != 0 {
+				err = fmt.Errorf("%d pixels differ", n)
+			}
+		}
+	}
+	if err != nil {
+		t.Errorf("docs/report-chart.png is not this chart (%v): cp reports/testdata/golden/finance-2026-W47.png docs/", err)
+	}
 
 	// The files the demo and `agentrail report weekly` write.
 	dir := t.TempDir()
