@@ -667,7 +667,7 @@ func TestDeploymentsCompose(t *testing.T) {
 					}
 					configs++
 					// The loader and validation `agentrail ingest --config` runs.
-					cfl := connFlags{config: filepath.Join(dir, host)}
+					cfl := connFlags{Config: filepath.Join(dir, host)}
 					cfg, err := cfl.load()
 					if err != nil {
 						t.Fatalf("--config %s (%s): %v", cmd[i+1], host, err)
