@@ -27,7 +27,7 @@ type reportCmd struct {
 type reportWeeklyCmd struct {
 	connFlags
 	Week string `placeholder:"WEEK" help:"ISO week, e.g. 2026-W47 (default: the last complete week in each team's zone; \"current\" for the week in progress)"`
-	Team string `help:"one team (default: every registered team and every team with events in the week)"`
+	Team string `placeholder:"TEAM" help:"one team (default: every registered team and every team with events in the week)"`
 	Out  string `default:"./out/reports" placeholder:"DIR" help:"directory to write the reports into"`
 	JSON bool   `name:"json" help:"print the written files as one JSON object"`
 }
@@ -88,7 +88,7 @@ func unknownTeam(g *globals, team, what string) error {
 
 type reportSendCmd struct {
 	connFlags
-	Team  string `required:"" help:"the team"`
+	Team  string `required:"" placeholder:"TEAM" help:"the team"`
 	Week  string `placeholder:"WEEK" help:"ISO week, e.g. 2026-W47 (default the last complete week in the team's zone; \"current\" for the week in progress, sent as a partial report)"`
 	Force bool   `help:"send even to recipients who had the week"`
 	JSON  bool   `name:"json" help:"print the delivery as one JSON object"`
