@@ -48,7 +48,7 @@ fuzz:
 # Half a second per micro-benchmark (100,000s of calls each) keeps the whole
 # run under 15 minutes now that each throughput run also waits for its merges.
 bench: chdb build
-	$(GO) test -run '^$$' -bench . -benchmem -count 3 -benchtime 0.5s ./schemas ./producers
+	$(GO) test -run '^$$' -bench . -benchmem -count 3 -benchtime 0.5s ./schemas ./producers ./policy
 	$(BIN) bench $(BENCH_FLAGS)
 
 # The fault tests at full size (make test runs them shortened): ingest killed
