@@ -102,7 +102,7 @@ func (r *recordingRegisterer) Unregister(c prometheus.Collector) bool { return r
 
 // registeredMetrics builds each serving command's services the way the
 // command does (newIngest, newReportsService, registerRuntimeMetrics +
-// openLedger) and the producer SDK, against the real broker and
+// pipeline.NewLedger) and the producer SDK, against the real broker and
 // ClickHouse, and returns every metric name they register.
 func registeredMetrics(t *testing.T) map[string]*metricFamily {
 	t.Helper()
@@ -168,7 +168,7 @@ func registeredMetrics(t *testing.T) map[string]*metricFamily {
 		if err := registerRuntimeMetrics(reg); err != nil {
 			return err
 		}
-		led, err := openLedger(cfg, conn, reg, log)
+		led, err := pipeline.NewLedger(cfg, conn, reg, log)
 		if err == nil {
 			t.Cleanup(func() { led.Close(context.Background()) })
 		}

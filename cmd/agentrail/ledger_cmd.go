@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
@@ -19,13 +18,6 @@ import (
 	"github.com/agentrail/agentrail/ledger"
 	"github.com/agentrail/agentrail/pipeline"
 )
-
-// openLedger returns the chain writer the config describes (it needs the
-// signing key).
-func openLedger(cfg pipeline.Config, conn driver.Conn, reg prometheus.Registerer, log *slog.Logger, opts ...ledger.Option) (*ledger.Ledger, error) {
-	return ledger.New(cfg.Ledger, ledger.Deps{Kafka: cfg.Kafka, Conn: conn, Database: cfg.ClickHouse.Database, Group: cfg.Ingest.Group},
-		reg, log, opts...)
-}
 
 // ledgerCmd seals stored events (agentrail ledger serve|seal) and makes
 // the signing key (agentrail ledger keygen).
@@ -54,7 +46,7 @@ func openSealer(ctx context.Context, cf *connFlags, reg prometheus.Registerer, l
 		// every retention run look like tampering.
 		return cfg, nil, nil, errors.New("ledger.enabled is false: enable it (so retention records its runs too) and set the signing key")
 	}
-	led, err := openLedger(cfg, conn, reg, log)
+	led, err := pipeline.NewLedger(cfg, conn, reg, log)
 	if err != nil {
 		conn.Close()
 		return cfg, nil, nil, err
@@ -195,7 +187,7 @@ func (c *verifyCmd) Run(ctx context.Context, g *globals) error {
 			return err
 		}
 	} else {
-		printReport(g.stdout, rep)
+		rep.WriteText(g.stdout)
 	}
 	if !rep.OK {
 		return finding(nil)
@@ -220,52 +212,4 @@ func parseVerifyTime(s string, end bool) (time.Time, error) {
 		t = t.Add(24*time.Hour - time.Microsecond)
 	}
 	return t, err
-}
-
-// printReport prints what verify found, failures first and named.
-func printReport(w io.Writer, r *ledger.Report) {
-	status := "OK"
-	if !r.OK {
-		status = "FAILED"
-	}
-	window := "all seals"
-	if r.From != nil || r.To != nil {
-		f, t := "the first", "the last"
-		if r.From != nil {
-			f = r.From.Format(time.RFC3339)
-		}
-		if r.To != nil {
-			t = r.To.Format(time.RFC3339)
-		}
-		window = "seals from " + f + " to " + t
-	}
-	fmt.Fprintf(w, "ledger: %d entries (seq %d-%d), signed by key %s\n", r.Entries, r.FirstSeq, r.LastSeq, strings.Join(r.KeyIDs, ", "))
-	if len(r.Chain) == 0 {
-		fmt.Fprintln(w, "chain: OK (hashes, links, signatures, contiguous ranges)")
-	}
-	for _, p := range r.Chain {
-		fmt.Fprintf(w, "FAIL chain at entry %d: %s\n", p.Seq, p.What)
-	}
-	switch {
-	case !r.Topic.Checked && r.Topic.Err != "":
-		fmt.Fprintf(w, "topic: not compared (%s)\n", r.Topic.Err)
-	case !r.Topic.Checked:
-		fmt.Fprintln(w, "topic: not compared (--no-kafka)")
-	case len(r.Topic.Problems) == 0:
-		fmt.Fprintf(w, "topic: OK (%d entries, the same as the table's)\n", r.Topic.Entries)
-	}
-	for _, p := range r.Topic.Problems {
-		fmt.Fprintf(w, "FAIL topic entry %d: %s\n", p.Seq, p.What)
-	}
-	fmt.Fprintf(w, "recomputed %s: %d ranges, %d rows sealed, %d retention entries applied\n", window, r.Ranges, r.Rows, r.Retention)
-	for _, p := range r.Changed {
-		fmt.Fprintf(w, "FAIL %s\n", p)
-	}
-	for _, p := range r.Foreign {
-		fmt.Fprintf(w, "FAIL %s\n", p.What)
-	}
-	if r.Unsealed > 0 {
-		fmt.Fprintf(w, "not yet sealed: %d rows above the sealed offsets\n", r.Unsealed)
-	}
-	fmt.Fprintf(w, "result: %s\n", status)
 }

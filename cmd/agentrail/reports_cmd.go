@@ -225,7 +225,7 @@ func newReportsService(cfg pipeline.Config, conn driver.Conn, reg prometheus.Reg
 	}
 	var opts []reports.Option
 	if cfg.Ledger.Enabled && serve {
-		led, err := openLedger(cfg, conn, reg, log)
+		led, err := pipeline.NewLedger(cfg, conn, reg, log)
 		if err != nil {
 			return nil, closeLedger, err
 		}

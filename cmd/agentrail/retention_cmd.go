@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/agentrail/agentrail/pipeline"
 	"github.com/agentrail/agentrail/reports/retention"
 )
 
@@ -36,7 +37,7 @@ func (c *retentionRunCmd) Run(ctx context.Context, g *globals) error {
 	log := g.logger(slog.LevelInfo)
 	var opts []retention.Option
 	if cfg.Ledger.Enabled && !c.DryRun {
-		led, err := openLedger(cfg, conn, nil, log)
+		led, err := pipeline.NewLedger(cfg, conn, nil, log)
 		if err != nil {
 			return err
 		}

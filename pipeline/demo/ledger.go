@@ -1,4 +1,4 @@
-package main
+package demo
 
 import (
 	"context"
@@ -25,7 +25,7 @@ func (d *demo) startLedger(ctx context.Context, cfg *pipeline.Config) error {
 	if err != nil {
 		return err
 	}
-	led, err := openLedger(*cfg, conn, prometheus.NewRegistry(), d.log, ledger.WithKey(priv))
+	led, err := pipeline.NewLedger(*cfg, conn, prometheus.NewRegistry(), d.log, ledger.WithKey(priv))
 	if err != nil {
 		conn.Close()
 		return err
@@ -60,7 +60,7 @@ func (d *demo) verifyLedger(ctx context.Context, cfg pipeline.Config) error {
 		return err
 	}
 	d.printf("Tamper evidence — the sealer signed the stored events into a hash chain as ingest committed them (last seal: %d rows); agentrail verify:\n", res.Rows)
-	printReport(d.out, rep)
+	rep.WriteText(d.out)
 	d.printf("\n")
 	return nil
 }
