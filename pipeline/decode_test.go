@@ -203,3 +203,13 @@ func TestLoadFromEnvironment(t *testing.T) {
 		t.Fatalf("Load(\"\") without %s = %d, %v", ConfigEnv, cfg.Ingest.BatchRows, err)
 	}
 }
+
+// The shipped configs use no old spelling.
+func TestShippedConfigsHaveNoWarnings(t *testing.T) {
+	for _, p := range []string{"../deployments/agentrail.yaml", "../deployments/compose/agentrail.yaml", "../deployments/compose/reports.yaml"} {
+		_, warns, err := LoadWithWarnings(p)
+		if err != nil || len(warns) != 0 {
+			t.Errorf("%s: %v, warnings %v", p, err, warns)
+		}
+	}
+}

@@ -66,6 +66,26 @@ func TestShippedFilesValidate(t *testing.T) {
 	}
 }
 
+// The compose deployment's configs validate against the pipeline schema
+// and name it.
+func TestComposeConfigsValidate(t *testing.T) {
+	for _, name := range []string{"compose/agentrail.yaml", "compose/reports.yaml"} {
+		t.Run(name, func(t *testing.T) {
+			raw, err := os.ReadFile(filepath.Join(deployments, name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			first, _, _ := strings.Cut(string(raw), "\n")
+			if want := "# yaml-language-server: $schema=../schema/agentrail.schema.json"; first != want {
+				t.Errorf("first line %q, want %q", first, want)
+			}
+			if err := validate(t, Files[0], raw); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
 // The schemas refuse what the decoders refuse: unknown keys, a mistyped
 // value, a duration outside the grammar, and accept the grammar.
 func TestSchemasRefuse(t *testing.T) {
