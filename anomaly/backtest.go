@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/agentrail/agentrail/consumers"
 )
 
 // BacktestResult is what a rule set would have raised over stored events.
@@ -46,21 +48,12 @@ func Backtest(ctx context.Context, conn driver.Conn, db string, rs *RuleSet, cfg
 		return nil, err
 	}
 	res := &BacktestResult{From: from.UTC(), To: to.UTC(), Warmup: st.Events, PerDay: map[string]map[string]int{}, Rules: rs.RuleNames()}
-	q := "SELECT " + eventColumns + " FROM " + db + ".events FINAL WHERE event_time >= fromUnixTimestamp64Micro(?)" +
-		" AND event_time < fromUnixTimestamp64Micro(?) ORDER BY event_time, kafka_partition, kafka_offset"
-	rows, err := conn.Query(ctx, q, from.UnixMicro(), to.UnixMicro())
-	if err != nil {
-		return nil, fmt.Errorf("anomaly: backtest: query events: %w", err)
-	}
-	defer rows.Close()
 	latest := map[string]int{}
-	var r row
-	for rows.Next() {
-		if err := scanEvent(rows, &r); err != nil {
-			return nil, fmt.Errorf("anomaly: backtest: scan event: %w", err)
-		}
+	err = consumers.ReadEvents(ctx, conn, db, consumers.EventRead{Columns: eventColumns, Final: true,
+		Where: "event_time >= fromUnixTimestamp64Micro(?) AND event_time < fromUnixTimestamp64Micro(?)", Args: []any{from.UnixMicro(), to.UnixMicro()},
+		Tail: "ORDER BY event_time, kafka_partition, kafka_offset"}, func(ev *consumers.Accepted) error {
 		res.Events++
-		for _, a := range en.Observe(&r.ev) {
+		for _, a := range en.Observe(&ev.Event) {
 			if i, ok := latest[a.ID]; ok {
 				res.Alerts[i] = a
 				continue
@@ -73,9 +66,10 @@ func Backtest(ctx context.Context, conn driver.Conn, db string, rs *RuleSet, cfg
 			}
 			res.PerDay[day][a.Rule]++
 		}
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("anomaly: backtest: read events: %w", err)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("anomaly: backtest: %w", err)
 	}
 	for _, s := range en.Stats().Rules {
 		res.Late += s.Late

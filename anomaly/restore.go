@@ -3,55 +3,20 @@ package anomaly
 import (
 	"context"
 	"fmt"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
-	"github.com/agentrail/agentrail/schemas"
+	"github.com/agentrail/agentrail/consumers"
 )
 
-// eventColumns are the columns of the events table the rules read, in the
-// order scanEvent expects them.
-const eventColumns = `event_id, trace_id, event_type, event_time, tier, agent_id, team, requested_by,
-	tool, action, target, action_class, action_digest, outcome, policy_id,
-	approval_status, approver, approver_kind, result_status, kafka_partition, kafka_offset`
-
-// row is one scanned event with its place in the events topic.
-type row struct {
-	ev        schemas.Event
-	partition int32
-	offset    int64
-}
-
-func scanEvent(rows driver.Rows, r *row) error {
-	var (
-		typ, tool, action, target, class, digest, outcome, policy string
-		apStatus, approver, apKind, resStatus                     string
-		tier                                                      uint8
-	)
-	e := &r.ev
-	*e = schemas.Event{}
-	if err := rows.Scan(&e.EventID, &e.TraceID, &typ, &e.Time, &tier, &e.Agent.ID, &e.Agent.Team, &e.RequestedBy,
-		&tool, &action, &target, &class, &digest, &outcome, &policy,
-		&apStatus, &approver, &apKind, &resStatus, &r.partition, &r.offset); err != nil {
-		return err
-	}
-	e.Type, e.Tier, e.Time = schemas.EventType(typ), int32(tier), e.Time.UTC()
-	switch e.Type {
-	case schemas.TypeIntent:
-		e.Intent = &schemas.Intent{Tool: tool, Action: action, Target: target, ActionClass: class, Tier: int32(tier), ActionDigest: digest}
-	case schemas.TypeDecision:
-		e.Decision = &schemas.Decision{Outcome: outcome, PolicyID: policy, Tier: int32(tier)}
-	case schemas.TypeApproval:
-		e.Approval = &schemas.Approval{Status: apStatus, Approver: approver, ApproverKind: apKind}
-	case schemas.TypeResult:
-		e.Result = &schemas.Result{Status: resStatus, ActionDigest: digest}
-	}
-	return nil
-}
+// eventColumns are the columns of the events table the rules read
+// (consumers.ReadEvents adds kafka_partition and kafka_offset).
+var eventColumns = []string{"event_id", "trace_id", "event_type", "event_time", "tier", "agent_id", "team", "requested_by",
+	"tool", "action", "target", "action_class", "action_digest", "outcome", "policy_id",
+	"approval_status", "approver", "approver_kind", "result_status"}
 
 // restoreFilter is the SQL condition selecting the events a rule's state is
 // made of, and how far before the reference time they reach (µs); "" when
@@ -91,8 +56,10 @@ type restoreStats struct {
 // rule's recent events (in event-time order, raising nothing), seeds
 // first_use from an aggregate of its history, and reads back the alerts
 // still open. It reads events without FINAL: a redelivered copy has the
-// same time and id, and windows count a (time, id) once. Events at or above exclude[partition] (a batch being redone)
-// are left out; with upto set, so are events from upto on (backtests).
+// same time and id, and windows count a (time, id) once. With exclude (a
+// Batch's FirstOffset), only what earlier batches committed is read
+// (consumers.PriorSQL): not the batch being done or redone. With upto set,
+// events from upto on are left out too (backtests).
 func restore(ctx context.Context, conn driver.Conn, db string, en *Engine, ref time.Time, exclude map[int32]int64, upto time.Time, alerts bool) (restoreStats, error) {
 	st := restoreStats{MaxOffset: map[int32]int64{}}
 	refUS := ref.UnixMicro()
@@ -108,33 +75,29 @@ func restore(ctx context.Context, conn driver.Conn, db string, en *Engine, ref t
 		from := refUS - en.lateness - reach
 		where = append(where, fmt.Sprintf("(%s AND event_time >= fromUnixTimestamp64Micro(%d))", cond, from))
 	}
-	common := excludeSQL(exclude)
+	var common string // the conditions every restore query ends with
+	if len(exclude) > 0 {
+		common = " AND " + consumers.PriorSQL(exclude)
+	}
 	if !upto.IsZero() {
 		common += fmt.Sprintf(" AND event_time < fromUnixTimestamp64Micro(%d)", upto.UnixMicro())
 	}
 	if len(where) > 0 {
-		q := "SELECT " + eventColumns + " FROM " + db + ".events WHERE (" + strings.Join(where, " OR ") + ")" + common +
-			" ORDER BY event_time, kafka_partition, kafka_offset"
-		rows, err := conn.Query(ctx, q)
-		if err != nil {
-			return st, fmt.Errorf("anomaly: restore: query events: %w", err)
+		cond := "(" + strings.Join(where, " OR ") + ")"
+		if !upto.IsZero() {
+			cond += fmt.Sprintf(" AND event_time < fromUnixTimestamp64Micro(%d)", upto.UnixMicro())
 		}
-		var r row
-		for rows.Next() {
-			if err := scanEvent(rows, &r); err != nil {
-				rows.Close()
-				return st, fmt.Errorf("anomaly: restore: scan event: %w", err)
-			}
-			en.Observe(&r.ev)
+		err := consumers.ReadEvents(ctx, conn, db, consumers.EventRead{Columns: eventColumns, Where: cond, Prior: exclude,
+			Tail: "ORDER BY event_time, kafka_partition, kafka_offset"}, func(a *consumers.Accepted) error {
+			en.Observe(&a.Event)
 			st.Events++
-			if o, ok := st.MaxOffset[r.partition]; !ok || r.offset > o {
-				st.MaxOffset[r.partition] = r.offset
+			if o, ok := st.MaxOffset[a.Partition]; !ok || a.Offset > o {
+				st.MaxOffset[a.Partition] = a.Offset
 			}
-		}
-		err = rows.Err()
-		rows.Close()
+			return nil
+		})
 		if err != nil {
-			return st, fmt.Errorf("anomaly: restore: read events: %w", err)
+			return st, fmt.Errorf("anomaly: restore: %w", err)
 		}
 	}
 
@@ -184,23 +147,6 @@ func restore(ctx context.Context, conn driver.Conn, db string, en *Engine, ref t
 		}
 	}
 	return st, nil
-}
-
-// excludeSQL leaves out the events of a batch being (re)done.
-func excludeSQL(exclude map[int32]int64) string {
-	if len(exclude) == 0 {
-		return ""
-	}
-	parts := make([]int32, 0, len(exclude))
-	for p := range exclude {
-		parts = append(parts, p)
-	}
-	sort.Slice(parts, func(i, j int) bool { return parts[i] < parts[j] })
-	var conds []string
-	for _, p := range parts {
-		conds = append(conds, fmt.Sprintf("(kafka_partition = %d AND kafka_offset >= %d)", p, exclude[p]))
-	}
-	return " AND NOT (" + strings.Join(conds, " OR ") + ")"
 }
 
 // alertColumns are the alerts table's columns the stage writes, in the

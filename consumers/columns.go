@@ -178,7 +178,7 @@ func (c *eventColumns) query(table string) ch.Query {
 	}
 }
 
-// nativeInsertSettings are insertSettings (ingest.go) for ch-go.
+// nativeInsertSettings are insertSettings (flush.go) for ch-go.
 var nativeInsertSettings = func() []ch.Setting {
 	var s []ch.Setting
 	for k := range insertSettings {

@@ -27,8 +27,9 @@ import (
 // the same output for the same batch and the same prior state. Prior state is
 // what earlier batches committed: the events of each partition at offsets
 // below Batch.FirstOffset[partition]. A Processor that keeps state in memory
-// rebuilds it from ClickHouse by that rule when it meets a trace (or group)
-// it does not know, and forgets partitions on PartitionsRevoked.
+// rebuilds it from ClickHouse by that rule (ReadEvents, PriorSQL) when it
+// meets a trace (or group) it does not know, and forgets partitions on
+// PartitionsRevoked.
 type Processor interface {
 	// Name identifies the processor in logs and metrics.
 	Name() string

@@ -130,8 +130,9 @@ func HTML(r *Weekly, chartSrc string) ([]byte, error) {
 	var b bytes.Buffer
 	data := struct {
 		*Weekly
-		ChartSrc template.URL
-	}{r, template.URL(chartSrc)}
+		ChartSrc                template.URL
+		ChartWidth, ChartHeight int
+	}{r, template.URL(chartSrc), chartWidth, chartHeight}
 	if err := t.Execute(&b, data); err != nil {
 		return nil, fmt.Errorf("reports: render html: %w", err)
 	}

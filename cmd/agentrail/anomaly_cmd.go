@@ -3,118 +3,153 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
-	"os"
 	"time"
 
 	"github.com/agentrail/agentrail/anomaly"
 	"github.com/agentrail/agentrail/internal/chstore"
 )
 
-// runRules is `agentrail rules check FILE...` and `agentrail rules
-// backtest --from --to [--rules FILE]`.
-func runRules(ctx context.Context, args []string) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		rulesUsage(os.Stdout)
-		return 0
-	}
-	switch args[0] {
-	case "check":
-		return rulesCheck(args[1:], os.Stdout)
-	case "backtest":
-		return rulesBacktest(ctx, args[1:], os.Stdout)
-	}
-	fmt.Fprintf(os.Stderr, "agentrail rules: unknown subcommand %q\n\n", args[0])
-	rulesUsage(os.Stderr)
-	return 2
+type rulesCmd struct {
+	Check    rulesCheckCmd    `cmd:"" help:"check rule files: every mistake with its line, column and field"`
+	Backtest rulesBacktestCmd `cmd:"" help:"replay the events stored in ClickHouse through the rules and print how many alerts each rule would have raised, per day"`
 }
 
-func rulesUsage(w io.Writer) {
-	fmt.Fprint(w, `usage:
-  agentrail rules check FILE...
-      check rule files: every mistake with its line, column and field
-  agentrail rules backtest --from TIME --to TIME [--rules FILE] [-v] [--config FILE] [--clickhouse ADDR] [--database DB]
-      replay the events stored in ClickHouse through the rules and print how many
-      alerts each rule would have raised, per day (TIME: 2026-11-18 or RFC 3339)
-
-Without --rules, backtest uses anomaly.rules_file of the config, or the built-in
-rules (deployments/rules.yaml). docs/RULES.md describes the rule file.
-`)
+type rulesCheckCmd struct {
+	Files []string `arg:"" name:"file" help:"rule files (docs/RULES.md describes them)"`
+	JSON  bool     `name:"json" help:"print the result as one JSON object"`
 }
 
-// rulesCheck exits 0 when every file is good, 1 when one has mistakes.
-func rulesCheck(files []string, out io.Writer) int {
-	if len(files) == 0 {
-		fmt.Fprintln(os.Stderr, "agentrail rules check: name at least one rule file")
-		return 2
+// ruleFileResult is one file of `rules check --json`.
+type ruleFileResult struct {
+	File     string            `json:"file"`
+	OK       bool              `json:"ok"`
+	Summary  string            `json:"summary,omitempty"`
+	Error    string            `json:"error,omitempty"`
+	Mistakes []ruleFileMistake `json:"mistakes,omitempty"`
+}
+
+type ruleFileMistake struct {
+	Line    int    `json:"line"`
+	Column  int    `json:"column"`
+	Field   string `json:"field"`
+	Message string `json:"message"`
+}
+
+func (c *rulesCheckCmd) Run(g *globals) error {
+	res, bad := checkRuleFiles(c.Files)
+	if c.JSON {
+		if err := g.printJSON(struct {
+			OK    bool             `json:"ok"`
+			Files []ruleFileResult `json:"files"`
+		}{!bad, res}); err != nil {
+			return err
+		}
+	} else {
+		printRuleCheck(g.stdout, res)
 	}
-	code := 0
+	if bad {
+		return finding(nil)
+	}
+	return nil
+}
+
+// checkRuleFiles loads each file; bad says whether one has mistakes or
+// could not be read.
+func checkRuleFiles(files []string) (res []ruleFileResult, bad bool) {
 	for _, f := range files {
+		r := ruleFileResult{File: f}
 		rs, err := anomaly.LoadRules(f)
 		var probs *anomaly.Problems
 		switch {
 		case errors.As(err, &probs):
-			fmt.Fprintln(out, probs.Error())
-			fmt.Fprintf(out, "%s: %d mistake(s)\n", f, len(probs.List))
-			code = 1
+			r.Error = probs.Error()
+			for _, p := range probs.List {
+				r.Mistakes = append(r.Mistakes, ruleFileMistake{p.Line, p.Column, p.Field, p.Message})
+			}
 		case err != nil:
-			fmt.Fprintf(out, "%s: %v\n", f, err)
-			code = 1
+			r.Error = err.Error()
 		default:
-			fmt.Fprintf(out, "%s: ok, %s\n", f, rs.Summary())
+			r.OK, r.Summary = true, rs.Summary()
 		}
+		bad = bad || !r.OK
+		res = append(res, r)
 	}
-	return code
+	return res, bad
 }
 
-func rulesBacktest(ctx context.Context, args []string, out io.Writer) int {
-	fs := flag.NewFlagSet("rules backtest", flag.ContinueOnError)
-	var cf connFlags
-	cf.register(fs)
-	from := fs.String("from", "", "start of the replayed event time, inclusive (2026-11-18 or RFC 3339)")
-	to := fs.String("to", "", "end of the replayed event time, exclusive")
-	rulesFile := fs.String("rules", "", "rule file (default: anomaly.rules_file of the config, or the built-in rules)")
-	verbose := fs.Bool("v", false, "list every alert after the table")
-	if ok, code := parseFlags(fs, args); !ok {
-		return code
+func printRuleCheck(out io.Writer, res []ruleFileResult) {
+	for _, r := range res {
+		switch {
+		case len(r.Mistakes) > 0:
+			fmt.Fprintln(out, r.Error)
+			fmt.Fprintf(out, "%s: %d mistake(s)\n", r.File, len(r.Mistakes))
+		case !r.OK:
+			fmt.Fprintf(out, "%s: %s\n", r.File, r.Error)
+		default:
+			fmt.Fprintf(out, "%s: ok, %s\n", r.File, r.Summary)
+		}
 	}
-	if *from == "" || *to == "" {
-		fmt.Fprintln(os.Stderr, "agentrail rules backtest: --from and --to are required (2026-11-18 or RFC 3339)")
-		return 2
-	}
-	start, err1 := parseWhen(*from)
-	end, err2 := parseWhen(*to)
+}
+
+type rulesBacktestCmd struct {
+	connFlags
+	From    string `required:"" placeholder:"TIME" help:"start of the replayed event time, inclusive (2026-11-18 or RFC 3339)"`
+	To      string `required:"" placeholder:"TIME" help:"end of the replayed event time, exclusive"`
+	Rules   string `placeholder:"FILE" help:"rule file (default: anomaly.rules_file of the config, or the built-in rules in deployments/rules.yaml)"`
+	Verbose bool   `short:"v" help:"list every alert after the table"`
+	JSON    bool   `name:"json" help:"print the result as one JSON object"`
+}
+
+func (c *rulesBacktestCmd) Run(ctx context.Context, g *globals) error {
+	start, err1 := parseWhen(c.From)
+	end, err2 := parseWhen(c.To)
 	if err := errors.Join(err1, err2); err != nil {
-		fmt.Fprintf(os.Stderr, "agentrail rules backtest: %v\n", err)
-		return 2
+		return usageErr("%w", err)
 	}
-	cfg, err := cf.load()
+	cfg, err := c.load()
 	if err != nil {
-		return exitCode("rules backtest", err)
+		return err
 	}
-	path := *rulesFile
+	path := c.Rules
 	if path == "" {
 		path = cfg.Anomaly.RulesFile
 	}
 	rs := anomaly.DefaultRules()
 	if path != "" {
 		if rs, err = anomaly.LoadRules(path); err != nil {
-			return exitCode("rules backtest", err)
+			return finding(err)
 		}
 	}
 	conn, err := chstore.Open(ctx, cfg.ClickHouse)
 	if err != nil {
-		return exitCode("rules backtest", err)
+		return err
 	}
 	defer conn.Close()
 	res, err := anomaly.Backtest(ctx, conn, cfg.ClickHouse.Database, rs, cfg.Anomaly, start, end)
 	if err != nil {
-		return exitCode("rules backtest", err)
+		return err
 	}
-	fmt.Fprintf(out, "rules: %s (%s)\n", rs.Source(), rs.Summary())
-	return exitCode("rules backtest", res.Print(out, *verbose))
+	if c.JSON {
+		alerts := res.Alerts
+		if alerts == nil {
+			alerts = []anomaly.Alert{}
+		}
+		return g.printJSON(struct {
+			RulesSource string                    `json:"rules_source"`
+			Rules       []string                  `json:"rules"`
+			From        time.Time                 `json:"from"`
+			To          time.Time                 `json:"to"`
+			Events      int                       `json:"events"`
+			Warmup      int                       `json:"warmup_events"`
+			Late        uint64                    `json:"late_events"`
+			PerDay      map[string]map[string]int `json:"alerts_per_day"`
+			Alerts      []anomaly.Alert           `json:"alerts"`
+		}{rs.Source(), res.Rules, res.From, res.To, res.Events, res.Warmup, res.Late, res.PerDay, alerts})
+	}
+	fmt.Fprintf(g.stdout, "rules: %s (%s)\n", rs.Source(), rs.Summary())
+	return res.Print(g.stdout, c.Verbose)
 }
 
 // parseWhen reads a date (midnight UTC) or an RFC 3339 time.

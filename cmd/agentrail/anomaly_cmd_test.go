@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -25,7 +26,7 @@ func TestRulesCheck(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			var out strings.Builder
-			if code := rulesCheck(tc.files, &out); code != tc.code {
+			if code := runArgs(context.Background(), append([]string{"rules", "check"}, tc.files...), &out, io.Discard); code != tc.code {
 				t.Fatalf("exit %d, want %d:\n%s", code, tc.code, out.String())
 			}
 			for _, w := range tc.want {
@@ -55,12 +56,12 @@ func TestParseWhen(t *testing.T) {
 func TestRulesBacktestCommand(t *testing.T) {
 	cfg, _ := testenv.ClickHouse(t)
 	var out strings.Builder
-	code := rulesBacktest(context.Background(), []string{"--clickhouse", cfg.Addr[0], "--database", cfg.Database,
-		"--from", "2026-11-16", "--to", "2026-11-18", "--rules", "../../deployments/rules.yaml"}, &out)
+	code := runArgs(context.Background(), []string{"rules", "backtest", "--clickhouse", cfg.Addr[0], "--database", cfg.Database,
+		"--from", "2026-11-16", "--to", "2026-11-18", "--rules", "../../deployments/rules.yaml"}, &out, io.Discard)
 	if code != 0 || !strings.Contains(out.String(), "0 events replayed") || !strings.Contains(out.String(), "approval-rubber-stamp") {
 		t.Fatalf("exit %d:\n%s", code, out.String())
 	}
-	if code := rulesBacktest(context.Background(), []string{"--from", "2026-11-18"}, &out); code != 2 {
+	if code := runArgs(context.Background(), []string{"rules", "backtest", "--from", "2026-11-18"}, &out, io.Discard); code != 2 {
 		t.Fatalf("backtest without --to: exit %d", code)
 	}
 }

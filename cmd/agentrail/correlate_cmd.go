@@ -2,11 +2,8 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
-	"os"
 	"strings"
 	"time"
 
@@ -14,70 +11,44 @@ import (
 	"github.com/agentrail/agentrail/internal/chstore"
 )
 
-// runTrace is `agentrail trace TRACE_ID [--json]`: one trace as a timeline
+// traceCmd is `agentrail trace TRACE_ID [--json]`: one trace as a timeline
 // (who, what, which policy, who approved, what happened, violations,
 // latencies), or as JSON for tools.
-func runTrace(ctx context.Context, args []string) int {
-	fs := flag.NewFlagSet("trace", flag.ContinueOnError)
-	var cf connFlags
-	cf.register(fs)
-	asJSON := fs.Bool("json", false, "print the trace as one JSON object")
-	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: agentrail trace TRACE_ID [--json] [flags]\n\nflags:")
-		fs.PrintDefaults()
-	}
-	// Flags may come before or after the trace id.
-	var ids []string
-	for rest := args; ; {
-		if err := fs.Parse(rest); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return 0
-			}
-			return 2
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		ids = append(ids, fs.Arg(0))
-		rest = fs.Args()[1:]
-	}
-	if len(ids) != 1 {
-		fmt.Fprintln(os.Stderr, "agentrail trace: want exactly one TRACE_ID (32 hex characters)")
-		fs.Usage()
-		return 2
-	}
-	id := strings.ToLower(strings.TrimSpace(ids[0]))
+type traceCmd struct {
+	connFlags
+	ID   string `arg:"" name:"trace-id" help:"the trace id (32 hex characters)"`
+	JSON bool   `name:"json" help:"print the trace as one JSON object"`
+}
+
+func (c *traceCmd) Run(ctx context.Context, g *globals) error {
+	id := strings.ToLower(strings.TrimSpace(c.ID))
 	if !isTraceID(id) {
-		fmt.Fprintf(os.Stderr, "agentrail trace: %q is not a trace id (32 hex characters)\n", ids[0])
-		return 2
+		return usageErr("%q is not a trace id (32 hex characters)", c.ID)
 	}
-	cfg, err := cf.load()
+	cfg, err := c.load()
 	if err != nil {
-		return exitCode("trace", err)
+		return err
 	}
 	conn, err := chstore.Open(ctx, cfg.ClickHouse)
 	if err != nil {
-		return exitCode("trace", err)
+		return err
 	}
 	defer conn.Close()
 	rep, err := correlate.Lookup(ctx, conn, cfg.ClickHouse.Database, id, time.Now(), cfg.Correlation.AbandonAfter)
 	if errors.Is(err, correlate.ErrTraceNotFound) {
-		fmt.Fprintf(os.Stderr, "agentrail trace: no events of trace %s in database %s\n", id, cfg.ClickHouse.Database)
-		return 1
+		return finding(fmt.Errorf("no events of trace %s in database %s", id, cfg.ClickHouse.Database))
 	}
 	if err != nil {
-		return exitCode("trace", err)
+		return err
 	}
-	if *asJSON {
-		enc := json.NewEncoder(os.Stdout)
-		enc.SetIndent("", "  ")
-		return exitCode("trace", enc.Encode(rep))
+	if c.JSON {
+		return g.printJSON(rep)
 	}
-	if err := rep.WriteText(os.Stdout); err != nil {
-		return exitCode("trace", err)
+	if err := rep.WriteText(g.stdout); err != nil {
+		return err
 	}
-	fmt.Printf("\n(%d events, looked up in %.1f ms)\n", len(rep.Events), rep.QueryMS)
-	return 0
+	fmt.Fprintf(g.stdout, "\n(%d events, looked up in %.1f ms)\n", len(rep.Events), rep.QueryMS)
+	return nil
 }
 
 func isTraceID(s string) bool {

@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -33,28 +32,22 @@ import (
 	"github.com/agentrail/agentrail/signing"
 )
 
-// runDemo runs the whole pipeline on the embedded default — broker,
+// demoCmd runs the whole pipeline on the embedded default — broker,
 // ClickHouse, ingest and a simulated fleet — then prints what arrived and two
 // analyst queries, and stops everything it started.
-func runDemo(ctx context.Context, args []string) int {
-	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
-	dir := fs.String("dir", "./data/demo", "working directory for the broker's and ClickHouse's data (emptied first)")
-	duration := fs.Duration("duration", 60*time.Second, "how long the simulated fleet runs")
-	rate := fs.Float64("rate", 100, "events per second the fleet emits")
-	seed := fs.Uint64("seed", 7, "simulator seed")
-	verbose := fs.Bool("v", false, "show the components' logs")
-	if ok, code := parseFlags(fs, args); !ok {
-		return code
-	}
-	level := slog.LevelWarn
-	if *verbose {
-		level = slog.LevelInfo
-	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	d := &demo{dir: *dir, log: log, out: os.Stdout}
-	err := d.run(ctx, *duration, *rate, *seed)
+type demoCmd struct {
+	Dir      string        `default:"./data/demo" help:"working directory for the broker's and ClickHouse's data (emptied first)"`
+	Duration time.Duration `default:"60s" help:"how long the simulated fleet runs"`
+	Rate     float64       `default:"100" help:"events per second the fleet emits"`
+	Seed     uint64        `default:"7" help:"simulator seed"`
+	Verbose  bool          `short:"v" help:"show the components' logs (--log-level info)"`
+}
+
+func (c *demoCmd) Run(ctx context.Context, g *globals) error {
+	d := &demo{dir: c.Dir, log: g.logger(verboseLevel(g, c.Verbose)), out: g.stdout}
+	err := d.run(ctx, c.Duration, c.Rate, c.Seed)
 	d.stop()
-	return exitCode("demo", err)
+	return err
 }
 
 type demo struct {

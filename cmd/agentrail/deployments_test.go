@@ -18,6 +18,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -550,8 +551,11 @@ type composeFile struct {
 			Context    string `yaml:"context"`
 			Dockerfile string `yaml:"dockerfile"`
 		} `yaml:"build"`
-		Image   string   `yaml:"image"`
-		Command []string `yaml:"command"`
+		Image       string   `yaml:"image"`
+		Command     []string `yaml:"command"`
+		Healthcheck *struct {
+			Test []string `yaml:"test"`
+		} `yaml:"healthcheck"`
 		Volumes []string `yaml:"volumes"`
 		Secrets []string `yaml:"secrets"`
 	} `yaml:"services"`
@@ -654,6 +658,10 @@ func TestDeploymentsCompose(t *testing.T) {
 				switch {
 				case a == "--metrics" && i+1 < len(cmd):
 					_, port, _ := strings.Cut(cmd[i+1], ":")
+					// A service's healthcheck probes its own /readyz.
+					if hc := svc.Healthcheck; hc == nil || !slices.Equal(hc.Test, []string{"CMD", "/usr/local/bin/agentrail", "probe", "http://127.0.0.1:" + port + "/readyz"}) {
+						t.Errorf("--metrics %s: no healthcheck probing http://127.0.0.1:%s/readyz", cmd[i+1], port)
+					}
 					if !strings.HasPrefix(cmd[i+1], "0.0.0.0:") {
 						t.Errorf("--metrics %s: Prometheus cannot reach a loopback address in another container", cmd[i+1])
 					}
@@ -667,7 +675,7 @@ func TestDeploymentsCompose(t *testing.T) {
 					}
 					configs++
 					// The loader and validation `agentrail ingest --config` runs.
-					cfl := connFlags{config: filepath.Join(dir, host)}
+					cfl := connFlags{Config: filepath.Join(dir, host)}
 					cfg, err := cfl.load()
 					if err != nil {
 						t.Fatalf("--config %s (%s): %v", cmd[i+1], host, err)

@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -18,63 +17,73 @@ import (
 	"github.com/agentrail/agentrail/signing"
 )
 
-// runKeygen makes a signing key for an agent (agentrail registry keygen):
+// keygenCmd makes a signing key for an agent (agentrail registry keygen):
 // the private key (or HMAC secret) goes to a new file, readable by its
 // owner only; the registry entry is printed. With --demo FILE it instead
 // writes every agent's demo key into the registry FILE.
-func runKeygen(args []string) int {
-	fs := flag.NewFlagSet("registry keygen", flag.ContinueOnError)
-	agent := fs.String("agent", "", "the agent id the key is for")
-	kid := fs.String("key-id", "", "the key's id, unique in the registry (default <agent>-<UTC date>)")
-	alg := fs.String("alg", signing.Ed25519, "ed25519 or hmac-sha256")
-	out := fs.String("out", "", "file to write the private key (ed25519) or shared secret (hmac-sha256) to; must not exist")
-	notBefore := fs.String("not-before", "", "RFC 3339 time the key becomes valid (default: now)")
-	demo := fs.String("demo", "", "write the simulated fleet's demo keys (DEMO ONLY: derived from a public seed) into this registry file")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(os.Stderr, "agentrail registry keygen: unexpected argument %q\n", fs.Arg(0))
-		return 2
-	}
-	if *demo != "" {
-		n, err := writeDemoKeys(*demo)
+type keygenCmd struct {
+	Agent     string `placeholder:"ID" help:"the agent id the key is for"`
+	KeyID     string `name:"key-id" help:"the key's id, unique in the registry (default <agent>-<UTC date>)"`
+	Alg       string `default:"ed25519" enum:"ed25519,hmac-sha256" help:"ed25519 or hmac-sha256"`
+	Out       string `placeholder:"FILE" help:"file to write the private key (ed25519) or shared secret (hmac-sha256) to; must not exist"`
+	NotBefore string `name:"not-before" placeholder:"TIME" help:"RFC 3339 time the key becomes valid (default: now)"`
+	Demo      string `placeholder:"FILE" help:"write the simulated fleet's demo keys (DEMO ONLY: derived from a public seed) into this registry file"`
+	JSON      bool   `name:"json" help:"print the key's file, id and registry entry as one JSON object"`
+}
+
+func (c *keygenCmd) Run(g *globals) error {
+	if c.Demo != "" {
+		n, err := writeDemoKeys(c.Demo)
 		if err != nil {
-			return exitCode("registry keygen", err)
+			return err
 		}
-		fmt.Printf("%s: demo keys of %d agents written (DEMO ONLY)\n", *demo, n)
-		return 0
+		if c.JSON {
+			return g.printJSON(struct {
+				Registry string `json:"registry"`
+				Agents   int    `json:"agents"`
+			}{c.Demo, n})
+		}
+		fmt.Fprintf(g.stdout, "%s: demo keys of %d agents written (DEMO ONLY)\n", c.Demo, n)
+		return nil
 	}
 	nb := time.Now().UTC().Truncate(time.Second)
-	if *notBefore != "" {
-		t, err := time.Parse(time.RFC3339, *notBefore)
+	if c.NotBefore != "" {
+		t, err := time.Parse(time.RFC3339, c.NotBefore)
 		if err != nil {
-			return exitCode("registry keygen", fmt.Errorf("--not-before: %w", err))
+			return usageErr("--not-before: %w", err)
 		}
 		nb = t.UTC()
 	}
-	if *kid == "" {
-		*kid = *agent + "-" + nb.Format("20060102")
+	kid := c.KeyID
+	if kid == "" {
+		kid = c.Agent + "-" + nb.Format("20060102")
 	}
 	switch {
-	case *agent == "":
-		return exitCode("registry keygen", errors.New("--agent is required"))
-	case registry.CheckAgentID("--agent", *agent) != nil:
-		return exitCode("registry keygen", registry.CheckAgentID("--agent", *agent))
-	case *out == "":
-		return exitCode("registry keygen", errors.New("--out is required (where the private key goes; it never goes in the registry)"))
-	case !signing.KeyIDRE.MatchString(*kid):
-		return exitCode("registry keygen", fmt.Errorf("--key-id %q must match %s", *kid, signing.KeyIDRE))
+	case c.Agent == "":
+		return usageErr("--agent is required")
+	case registry.CheckAgentID("--agent", c.Agent) != nil:
+		return usageErr("%w", registry.CheckAgentID("--agent", c.Agent))
+	case c.Out == "":
+		return usageErr("--out is required (where the private key goes; it never goes in the registry)")
+	case !signing.KeyIDRE.MatchString(kid):
+		return usageErr("--key-id %q must match %s", kid, signing.KeyIDRE)
 	}
-	entry, err := keygen(*alg, *kid, *out, nb)
+	entry, err := keygen(c.Alg, kid, c.Out, nb)
 	if err != nil {
-		return exitCode("registry keygen", err)
+		return err
 	}
-	fmt.Printf("# %s written to %s (mode 0600). Add to agent %s's keys in the registry:\n%s", secretKind(*alg), *out, *agent, entry)
-	return 0
+	if c.JSON {
+		return g.printJSON(struct {
+			Agent     string    `json:"agent"`
+			KeyID     string    `json:"key_id"`
+			Alg       string    `json:"alg"`
+			File      string    `json:"file"`
+			NotBefore time.Time `json:"not_before"`
+			Entry     string    `json:"registry_entry"`
+		}{c.Agent, kid, c.Alg, c.Out, nb, entry})
+	}
+	fmt.Fprintf(g.stdout, "# %s written to %s (mode 0600). Add to agent %s's keys in the registry:\n%s", secretKind(c.Alg), c.Out, c.Agent, entry)
+	return nil
 }
 
 func secretKind(alg string) string {

@@ -3,9 +3,7 @@ package main
 import (
 	"context"
 	"crypto/ed25519"
-	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -29,69 +27,99 @@ func openLedger(cfg pipeline.Config, conn driver.Conn, reg prometheus.Registerer
 		reg, log, opts...)
 }
 
-// runLedger seals stored events (agentrail ledger serve|seal) and makes the
-// signing key (agentrail ledger keygen).
-func runLedger(ctx context.Context, args []string) int {
-	sub, args, ok, code := subcommand("ledger", args, map[string]string{
-		"serve":  "seal what ingest committed every ledger.interval (needs ledger.enabled and the key)",
-		"seal":   "seal what ingest committed, now, once",
-		"keygen": "write a new Ed25519 signing key: agentrail ledger keygen --out FILE",
-	})
-	if !ok {
-		return code
-	}
-	fs := flag.NewFlagSet("ledger "+sub, flag.ContinueOnError)
-	if sub == "keygen" {
-		out := fs.String("out", "", "file to write the private key to (PKCS#8 PEM, mode 0600; must not exist)")
-		if ok, code := parseWithArgs(fs, args, 0, ""); !ok {
-			return code
-		}
-		return exitCode("ledger keygen", ledgerKeygen(*out, os.Stdout))
-	}
-	var cf connFlags
-	cf.register(fs)
-	metricsAddr := fs.String("metrics", "127.0.0.1:9466", `address of the Prometheus /metrics endpoint (serve; "" disables it)`)
-	if ok, code := parseWithArgs(fs, args, 0, ""); !ok {
-		return code
-	}
-	cfg, conn, err := openStore(ctx, &cf)
+// ledgerCmd seals stored events (agentrail ledger serve|seal) and makes
+// the signing key (agentrail ledger keygen).
+type ledgerCmd struct {
+	Serve  ledgerServeCmd  `cmd:"" help:"seal what ingest committed every ledger.interval (needs ledger.enabled and the key)"`
+	Seal   ledgerSealCmd   `cmd:"" help:"seal what ingest committed, now, once"`
+	Keygen ledgerKeygenCmd `cmd:"" help:"write a new Ed25519 signing key"`
+}
+
+type ledgerKeygenCmd struct {
+	Out string `required:"" placeholder:"FILE" help:"file to write the private key to (PKCS#8 PEM, mode 0600; must not exist)"`
+}
+
+func (c *ledgerKeygenCmd) Run(g *globals) error { return ledgerKeygen(c.Out, g.stdout) }
+
+// openSealer connects to a migrated ClickHouse and opens the ledger, which
+// must be enabled.
+func openSealer(ctx context.Context, cf *connFlags, reg prometheus.Registerer, log *slog.Logger) (pipeline.Config, driver.Conn, *ledger.Ledger, error) {
+	cfg, conn, err := openStore(ctx, cf)
 	if err != nil {
-		return exitCode("ledger "+sub, err)
+		return cfg, nil, nil, err
 	}
-	defer conn.Close()
 	if !cfg.Ledger.Enabled {
+		conn.Close()
 		// Sealing while retention does not record its runs would make
 		// every retention run look like tampering.
-		return exitCode("ledger "+sub, errors.New("ledger.enabled is false: enable it (so retention records its runs too) and set the signing key"))
-	}
-	log := newLogger()
-	reg := prometheus.NewRegistry()
-	if err := registerRuntimeMetrics(reg); err != nil {
-		return exitCode("ledger "+sub, err)
+		return cfg, nil, nil, errors.New("ledger.enabled is false: enable it (so retention records its runs too) and set the signing key")
 	}
 	led, err := openLedger(cfg, conn, reg, log)
 	if err != nil {
-		return exitCode("ledger "+sub, err)
+		conn.Close()
+		return cfg, nil, nil, err
 	}
+	return cfg, conn, led, nil
+}
+
+type ledgerSealCmd struct {
+	connFlags
+	JSON bool `name:"json" help:"print what was sealed as one JSON object"`
+}
+
+func (c *ledgerSealCmd) Run(ctx context.Context, g *globals) error {
+	_, conn, led, err := openSealer(ctx, &c.connFlags, prometheus.NewRegistry(), g.logger(slog.LevelInfo))
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
 	defer led.Close(context.Background())
-	if sub == "seal" {
-		res, err := led.Seal(ctx)
-		if err == nil {
-			fmt.Printf("sealed %d rows in %d ranges, %d entries; chain head %d (key %s)\n", res.Rows, res.Ranges, res.Entries, led.Head(), led.KeyID())
-			if res.Skipped != "" {
-				fmt.Println("skipped: " + res.Skipped)
-			}
+	res, err := led.Seal(ctx)
+	if err != nil {
+		return err
+	}
+	if c.JSON {
+		return g.printJSON(toSealJSON(res, led.Head(), led.KeyID()))
+	}
+	fmt.Fprintf(g.stdout, "sealed %d rows in %d ranges, %d entries; chain head %d (key %s)\n", res.Rows, res.Ranges, res.Entries, led.Head(), led.KeyID())
+	if res.Skipped != "" {
+		fmt.Fprintln(g.stdout, "skipped: "+res.Skipped)
+	}
+	return nil
+}
+
+type ledgerServeCmd struct {
+	connFlags
+	Metrics string `default:"127.0.0.1:9466" placeholder:"ADDR" help:"address of /metrics, /healthz and /readyz (\"\" disables them)"`
+}
+
+func (c *ledgerServeCmd) Run(ctx context.Context, g *globals) error {
+	if _, err := c.load(); err != nil {
+		return err
+	}
+	log := g.logger(slog.LevelInfo)
+	reg := prometheus.NewRegistry()
+	if err := registerRuntimeMetrics(reg); err != nil {
+		return err
+	}
+	var h health
+	grp, gctx := errgroup.WithContext(ctx)
+	if c.Metrics != "" {
+		grp.Go(func() error { return serveMetrics(gctx, c.Metrics, reg, &h) })
+	}
+	grp.Go(func() error {
+		cfg, conn, led, err := openSealer(gctx, &c.connFlags, reg, log)
+		if err != nil {
+			return err
 		}
-		return exitCode("ledger seal", err)
-	}
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return led.Run(gctx) })
-	if *metricsAddr != "" {
-		g.Go(func() error { return serveMetrics(gctx, *metricsAddr, reg) })
-	}
-	log.Info("ledger sealing", "interval", cfg.Ledger.Interval, "key", led.KeyID(), "topic", cfg.Kafka.Topics.Ledger,
-		"database", cfg.ClickHouse.Database, "metrics", *metricsAddr)
-	return exitCode("ledger serve", g.Wait())
+		defer conn.Close()
+		defer led.Close(context.Background())
+		h.ready.Store(true) // ClickHouse answered (migrated), the ledger opened
+		log.Info("ledger sealing", "interval", cfg.Ledger.Interval, "key", led.KeyID(), "topic", cfg.Kafka.Topics.Ledger,
+			"database", cfg.ClickHouse.Database, "metrics", c.Metrics)
+		return led.Run(gctx)
+	})
+	return grp.Wait()
 }
 
 // ledgerKeygen writes a new private key to path and prints the public key.
@@ -123,59 +151,56 @@ func ledgerKeygen(path string, w io.Writer) error {
 	return nil
 }
 
-// runVerify checks the chain and recomputes it from ClickHouse.
-func runVerify(ctx context.Context, args []string) int {
-	fs := flag.NewFlagSet("verify", flag.ContinueOnError)
-	var cf connFlags
-	cf.register(fs)
-	from := fs.String("from", "", "recompute seals made at or after this time (RFC 3339 or YYYY-MM-DD; default: the first)")
-	to := fs.String("to", "", "recompute seals made at or before this time (default: the last)")
-	asJSON := fs.Bool("json", false, "print the report as JSON")
-	noKafka := fs.Bool("no-kafka", false, "do not compare with the ledger topic")
-	var keys stringList
-	fs.Var(&keys, "public-key", "accept signatures of this public key (base64), besides ledger.public_keys; repeatable")
-	if ok, code := parseFlags(fs, args); !ok {
-		return code
-	}
+// verifyCmd checks the chain and recomputes it from ClickHouse: a
+// finding (exit 1) when something changed, an operational failure (exit 3)
+// when ClickHouse or the ledger could not be read.
+type verifyCmd struct {
+	connFlags
+	From      string   `placeholder:"TIME" help:"recompute seals made at or after this time (RFC 3339 or YYYY-MM-DD; default: the first)"`
+	To        string   `placeholder:"TIME" help:"recompute seals made at or before this time (default: the last)"`
+	JSON      bool     `name:"json" help:"print the report as one JSON object"`
+	NoKafka   bool     `name:"no-kafka" help:"do not compare with the ledger topic"`
+	PublicKey []string `name:"public-key" placeholder:"KEY" sep:"none" help:"accept signatures of this public key (base64), besides ledger.public_keys; repeatable"`
+}
+
+func (c *verifyCmd) Run(ctx context.Context, g *globals) error {
 	opts := ledger.VerifyOptions{}
 	var err error
-	if opts.From, err = parseVerifyTime(*from, false); err != nil {
-		return exitCode("verify", fmt.Errorf("--from: %w", err))
+	if opts.From, err = parseVerifyTime(c.From, false); err != nil {
+		return usageErr("--from: %w", err)
 	}
-	if opts.To, err = parseVerifyTime(*to, true); err != nil {
-		return exitCode("verify", fmt.Errorf("--to: %w", err))
+	if opts.To, err = parseVerifyTime(c.To, true); err != nil {
+		return usageErr("--to: %w", err)
 	}
-	cfg, err := cf.load()
+	cfg, err := c.load()
 	if err != nil {
-		return exitCode("verify", err)
+		return err
 	}
 	conn, err := openConn(ctx, cfg)
 	if err != nil {
-		return exitCode("verify", err)
+		return err
 	}
 	defer conn.Close()
 	opts.Conn, opts.Database = conn, cfg.ClickHouse.Database
-	opts.PublicKeys = append(append([]string(nil), cfg.Ledger.PublicKeys...), keys...)
-	if !*noKafka {
+	opts.PublicKeys = append(append([]string(nil), cfg.Ledger.PublicKeys...), c.PublicKey...)
+	if !c.NoKafka {
 		opts.Kafka = &cfg.Kafka
 	}
 	rep, err := ledger.Verify(ctx, opts)
 	if err != nil {
-		return exitCode("verify", err)
+		return err
 	}
-	if *asJSON {
-		enc := json.NewEncoder(os.Stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(rep); err != nil {
-			return exitCode("verify", err)
+	if c.JSON {
+		if err := g.printJSON(rep); err != nil {
+			return err
 		}
 	} else {
-		printReport(os.Stdout, rep)
+		printReport(g.stdout, rep)
 	}
 	if !rep.OK {
-		return 1
+		return finding(nil)
 	}
-	return 0
+	return nil
 }
 
 // openConn connects to ClickHouse without migrating: verify only reads
@@ -196,11 +221,6 @@ func parseVerifyTime(s string, end bool) (time.Time, error) {
 	}
 	return t, err
 }
-
-type stringList []string
-
-func (l *stringList) String() string     { return strings.Join(*l, ",") }
-func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }
 
 // printReport prints what verify found, failures first and named.
 func printReport(w io.Writer, r *ledger.Report) {

@@ -28,8 +28,9 @@ func TestNameFlagsRefused(t *testing.T) {
 		{"report weekly parent dirs", []string{"report", "weekly", "--team", "../../x", "--week", "2026-W47", "--out", out}, 2, registry.TeamNameRule},
 		{"report weekly quote", []string{"report", "weekly", "--team", `a"b`, "--out", out}, 2, registry.TeamNameRule},
 		{"report weekly separator", []string{"report", "weekly", "--team", "a/b", "--out", out}, 2, registry.TeamNameRule},
-		{"reports send hidden", []string{"reports", "send", "--team", ".hidden", "--week", "2026-W47"}, 2, registry.TeamNameRule},
-		{"keygen agent path", []string{"registry", "keygen", "--agent", "../x", "--out", filepath.Join(root, "key")}, 1, registry.AgentIDRule},
+		{"report send hidden", []string{"report", "send", "--team", ".hidden", "--week", "2026-W47"}, 2, registry.TeamNameRule},
+		{"reports send hidden (old spelling)", []string{"reports", "send", "--team", ".hidden", "--week", "2026-W47"}, 2, registry.TeamNameRule},
+		{"keygen agent path", []string{"registry", "keygen", "--agent", "../x", "--out", filepath.Join(root, "key")}, 2, registry.AgentIDRule},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cmd := exec.Command(bin, tc.args...)

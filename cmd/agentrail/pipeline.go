@@ -3,11 +3,11 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"log/slog"
 	"net/http"
-	"os"
+	"runtime"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -20,74 +20,84 @@ import (
 	"github.com/agentrail/agentrail/pipeline"
 )
 
-func runBroker(ctx context.Context, args []string) int {
-	fs := flag.NewFlagSet("broker", flag.ContinueOnError)
-	port := fs.Int("port", 19092, "listen port on 127.0.0.1")
-	dir := fs.String("data-dir", "./data/kafka", `persistence directory ("" keeps data in memory only)`)
-	sync := fs.Bool("sync-writes", false, "fsync every produced batch")
-	parts := fs.Int("partitions", 12, "partitions of created topics")
-	if ok, code := parseFlags(fs, args); !ok {
-		return code
-	}
+type brokerCmd struct {
+	Port       int    `default:"19092" help:"listen port on 127.0.0.1"`
+	DataDir    string `name:"data-dir" default:"./data/kafka" help:"persistence directory (\"\" keeps data in memory only)"`
+	SyncWrites bool   `name:"sync-writes" help:"fsync every produced batch"`
+	Partitions int32  `default:"12" help:"partitions of created topics"`
+}
+
+func (c *brokerCmd) Run(ctx context.Context, g *globals) error {
 	var kc kafkacfg.Config
 	kc.Defaults()
-	err := broker.Run(ctx, broker.Config{
-		Port: *port, DataDir: *dir, SyncWrites: *sync, Partitions: int32(*parts),
+	return broker.Run(ctx, broker.Config{
+		Port: c.Port, DataDir: c.DataDir, SyncWrites: c.SyncWrites, Partitions: c.Partitions,
 		Topics: []string{kc.Topics.Events, kc.Topics.DeadLetter},
-	}, newLogger())
-	return exitCode("broker", err)
+	}, g.logger(slog.LevelInfo))
 }
 
-func runMigrate(ctx context.Context, args []string) int {
-	fs := flag.NewFlagSet("migrate", flag.ContinueOnError)
-	var cf connFlags
-	cf.register(fs)
-	if ok, code := parseFlags(fs, args); !ok {
-		return code
-	}
-	cfg, err := cf.load()
+type migrateCmd struct {
+	connFlags
+	JSON bool `name:"json" help:"print the applied versions as one JSON object"`
+}
+
+func (c *migrateCmd) Run(ctx context.Context, g *globals) error {
+	cfg, err := c.load()
 	if err != nil {
-		return exitCode("migrate", err)
+		return err
 	}
 	applied, err := pipeline.Migrate(ctx, cfg.ClickHouse)
-	if err == nil {
-		fmt.Printf("migrations applied: %v (database %s)\n", applied, cfg.ClickHouse.Database)
+	if err != nil {
+		return err
 	}
-	return exitCode("migrate", err)
+	if c.JSON {
+		if applied == nil {
+			applied = []int{}
+		}
+		return g.printJSON(struct {
+			Applied  []int  `json:"applied"`
+			Database string `json:"database"`
+		}{applied, cfg.ClickHouse.Database})
+	}
+	fmt.Fprintf(g.stdout, "migrations applied: %v (database %s)\n", applied, cfg.ClickHouse.Database)
+	return nil
 }
 
-func runIngest(ctx context.Context, args []string) int {
-	fs := flag.NewFlagSet("ingest", flag.ContinueOnError)
-	var cf connFlags
-	cf.register(fs)
-	metricsAddr := fs.String("metrics", "127.0.0.1:9464", `address of the Prometheus /metrics endpoint ("" disables it)`)
-	if ok, code := parseFlags(fs, args); !ok {
-		return code
-	}
-	cfg, err := cf.load()
+type ingestCmd struct {
+	connFlags
+	Metrics string `default:"127.0.0.1:9464" placeholder:"ADDR" help:"address of /metrics, /healthz and /readyz (\"\" disables them)"`
+}
+
+func (c *ingestCmd) Run(ctx context.Context, g *globals) error {
+	cfg, err := c.load()
 	if err != nil {
-		return exitCode("ingest", err)
+		return err
 	}
-	log := newLogger()
-	if _, err := pipeline.Migrate(ctx, cfg.ClickHouse); err != nil {
-		return exitCode("ingest", err)
-	}
+	log := g.logger(slog.LevelInfo)
 	reg := prometheus.NewRegistry()
-	in, err := newIngest(ctx, cfg, reg, log)
-	if err != nil {
-		return exitCode("ingest", err)
+	var h health
+	grp, gctx := errgroup.WithContext(ctx)
+	if c.Metrics != "" {
+		grp.Go(func() error { return serveMetrics(gctx, c.Metrics, reg, &h) })
 	}
-	defer in.Close(context.Background())
-	stopReload := onSIGHUP(func() { _ = in.Reload() }) // each stage logs and counts its reload
-	defer stopReload()
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return in.Run(gctx) })
-	if *metricsAddr != "" {
-		g.Go(func() error { return serveMetrics(gctx, *metricsAddr, reg) })
-	}
-	log.Info("ingest running", "brokers", cfg.Kafka.Brokers, "topic", cfg.Kafka.Topics.Events,
-		"clickhouse", cfg.ClickHouse.Addr, "database", cfg.ClickHouse.Database, "metrics", *metricsAddr)
-	return exitCode("ingest", g.Wait())
+	grp.Go(func() error {
+		if _, err := pipeline.Migrate(gctx, cfg.ClickHouse); err != nil {
+			return err
+		}
+		in, err := newIngest(gctx, cfg, reg, log)
+		if err != nil {
+			return err
+		}
+		defer in.Close(context.Background())
+		stopReload := onSIGHUP(func() { _ = in.Reload() }) // each stage logs and counts its reload
+		defer stopReload()
+		// ClickHouse answered (migrated) and Kafka did (topics ensured).
+		h.ready.Store(true)
+		log.Info("ingest running", "brokers", cfg.Kafka.Brokers, "topic", cfg.Kafka.Topics.Events,
+			"clickhouse", cfg.ClickHouse.Addr, "database", cfg.ClickHouse.Database, "metrics", c.Metrics)
+		return in.Run(gctx)
+	})
+	return grp.Wait()
 }
 
 // newIngest builds ingest and its in-ingest stages (package pipeline),
@@ -101,10 +111,16 @@ func newIngest(ctx context.Context, cfg pipeline.Config, reg prometheus.Register
 	return pipeline.NewIngest(ctx, cfg, reg, log)
 }
 
-// registerRuntimeMetrics adds the Go and process metrics every serving
-// command exposes (process_start_time_seconds, go_goroutines, ...).
+// registerRuntimeMetrics adds the metrics every serving command exposes:
+// agentrail_build_info{version,goversion} and the Go and process metrics
+// (process_start_time_seconds, go_goroutines, ...).
 func registerRuntimeMetrics(reg prometheus.Registerer) error {
-	for _, c := range []prometheus.Collector{collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
+	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "agentrail_build_info",
+		Help: "Always 1; the labels name the agentrail version and the Go version it was built with.",
+	}, []string{"version", "goversion"})
+	build.WithLabelValues(version, runtime.Version()).Set(1)
+	for _, c := range []prometheus.Collector{build, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		if err := reg.Register(c); err != nil {
 			return fmt.Errorf("register runtime metrics: %w", err)
 		}
@@ -112,9 +128,25 @@ func registerRuntimeMetrics(reg prometheus.Registerer) error {
 	return nil
 }
 
-func serveMetrics(ctx context.Context, addr string, reg *prometheus.Registry) error {
+// health is what a service's /healthz and /readyz answer: alive while the
+// process serves; ready once the service's dependencies answered.
+type health struct{ ready atomic.Bool }
+
+// serveMetrics serves /metrics from reg, /healthz and /readyz from h until
+// ctx ends.
+func serveMetrics(ctx context.Context, addr string, reg *prometheus.Registry, h *health) error {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !h.ready.Load() {
+			http.Error(w, "not ready: waiting for ClickHouse and Kafka to answer", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = fmt.Fprintln(w, "ready")
+	})
 	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		<-ctx.Done()
@@ -126,13 +158,4 @@ func serveMetrics(ctx context.Context, addr string, reg *prometheus.Registry) er
 		return fmt.Errorf("metrics endpoint %s: %w", addr, err)
 	}
 	return nil
-}
-
-// exitCode prints err, if any, and maps it to the process exit status.
-func exitCode(cmd string, err error) int {
-	if err == nil || errors.Is(err, context.Canceled) {
-		return 0
-	}
-	fmt.Fprintf(os.Stderr, "agentrail %s: %v\n", cmd, err)
-	return 1
 }

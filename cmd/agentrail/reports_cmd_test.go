@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"io"
 	"os"
 	"path/filepath"
 	"testing"
@@ -12,18 +13,18 @@ import (
 )
 
 // `report weekly --team T` for a team that is neither registered nor has
-// events exits 3 and writes nothing; a team with events exits 0; a usage
-// error exits 2.
+// events is a finding (exit 1) and writes nothing; a team with events exits
+// 0; a usage error exits 2.
 func TestReportWeeklyUnknownTeamExitStatus(t *testing.T) {
 	chCfg, conn := testenv.ClickHouse(t)
 	ctx := context.Background()
 	db := chCfg.Database
 	args := func(team, dir string) []string {
-		return []string{"weekly", "--clickhouse", chCfg.Addr[0], "--database", db, "--team", team, "--out", dir}
+		return []string{"report", "weekly", "--clickhouse", chCfg.Addr[0], "--database", db, "--team", team, "--out", dir}
 	}
 	// Migrate, through the command itself (no team has anything yet).
-	if code := runReport(ctx, args("finance", t.TempDir())); code != exitUnknownTeam {
-		t.Fatalf("report weekly for a team with nothing at all: exit %d, want %d", code, exitUnknownTeam)
+	if code := runArgs(ctx, args("finance", t.TempDir()), io.Discard, io.Discard); code != exitFinding {
+		t.Fatalf("report weekly for a team with nothing at all: exit %d, want %d", code, exitFinding)
 	}
 	// One intent of team finance in the last complete week (UTC).
 	from, _ := reports.LastComplete(time.Now(), time.UTC).Bounds(time.UTC)
@@ -38,11 +39,11 @@ func TestReportWeeklyUnknownTeamExitStatus(t *testing.T) {
 		files      int
 	}{
 		{"team with events", "finance", 0, 4},
-		{"unknown team", "fiance", exitUnknownTeam, 0},
+		{"unknown team", "fiance", exitFinding, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
-			if code := runReport(ctx, args(tc.team, dir)); code != tc.want {
+			if code := runArgs(ctx, args(tc.team, dir), io.Discard, io.Discard); code != tc.want {
 				t.Errorf("exit %d, want %d", code, tc.want)
 			}
 			ents, _ := os.ReadDir(dir)
@@ -51,7 +52,7 @@ func TestReportWeeklyUnknownTeamExitStatus(t *testing.T) {
 			}
 		})
 	}
-	if code := runReport(ctx, []string{"weekly", "--no-such-flag"}); code != 2 {
+	if code := runArgs(ctx, []string{"report", "weekly", "--no-such-flag"}, io.Discard, io.Discard); code != 2 {
 		t.Errorf("usage error: exit %d, want 2", code)
 	}
 }

@@ -3,8 +3,8 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -24,39 +24,32 @@ import (
 	"github.com/agentrail/agentrail/signing"
 )
 
-// producerFlags are the flags of the commands that publish events.
+// producerFlags are the flags of the commands that publish events; the
+// embedding command sets --sign's default (set:"sign=...").
 type producerFlags struct {
-	brokers, registry, topic string
-	sign                     string // demo or none
-}
-
-// register adds the flags; sign is --sign's default.
-func (f *producerFlags) register(fs *flag.FlagSet, sign string) {
-	var kc kafkacfg.Config
-	kc.Defaults()
-	fs.StringVar(&f.brokers, "brokers", kafkacfg.DefaultBroker, "comma-separated Kafka seed brokers")
-	fs.StringVar(&f.registry, "registry", "", "schema registry URL (optional; without it records use the Avro single-object encoding)")
-	fs.StringVar(&f.topic, "topic", kc.Topics.Events, "events topic")
-	fs.StringVar(&f.sign, "sign", sign, "sign events: demo (each agent's DEMO key, which deployments/registry.yaml lists) or none")
+	Brokers  string `default:"${defbroker}" placeholder:"ADDRS" help:"comma-separated Kafka seed brokers"`
+	Registry string `placeholder:"URL" help:"schema registry URL (optional; without it records use the Avro single-object encoding)"`
+	Topic    string `default:"${eventstopic}" help:"events topic"`
+	Sign     string `default:"${sign}" enum:"demo,none" help:"sign events: demo (each agent's DEMO key, which deployments/registry.yaml lists) or none"`
 }
 
 // emitter creates the events topic if it is missing and returns an Emitter
 // for it, with a counter of the events that failed delivery.
 func (f *producerFlags) emitter(ctx context.Context, log *slog.Logger) (*producers.Emitter, *atomic.Int64, error) {
 	var kc kafkacfg.Config
-	kc.Brokers = strings.Split(f.brokers, ",")
-	kc.Topics.Events = f.topic
+	kc.Brokers = strings.Split(f.Brokers, ",")
+	kc.Topics.Events = f.Topic
 	kc.Defaults()
 	if err := kc.Validate(); err != nil {
 		return nil, nil, err
 	}
 	var signer signing.EventSigner
-	switch f.sign {
+	switch f.Sign {
 	case "demo":
 		signer = simulate.DemoKeys()
 	case "none":
 	default:
-		return nil, nil, fmt.Errorf("--sign %q must be demo or none", f.sign)
+		return nil, nil, fmt.Errorf("--sign %q must be demo or none", f.Sign)
 	}
 	if err := pipeline.EnsureTopics(ctx, kc); err != nil {
 		return nil, nil, err
@@ -64,7 +57,7 @@ func (f *producerFlags) emitter(ctx context.Context, log *slog.Logger) (*produce
 	failed := new(atomic.Int64)
 	em, err := producers.New(producers.Config{
 		Kafka:       kc,
-		RegistryURL: f.registry,
+		RegistryURL: f.Registry,
 		Signer:      signer,
 		OnDeliveryError: func(string, error) {
 			failed.Add(1)
@@ -81,21 +74,22 @@ func closeEmitter(em *producers.Emitter) error {
 	return em.Close(ctx)
 }
 
-func runSimulate(ctx context.Context, args []string) int {
-	fs := flag.NewFlagSet("simulate", flag.ContinueOnError)
-	var pf producerFlags
-	pf.register(fs, "demo")
-	rate := fs.Float64("rate", 500, "events per second (0: as fast as possible)")
-	duration := fs.Duration("duration", 60*time.Second, "how long to run (0: until interrupted or --events)")
-	seed := fs.Uint64("seed", 1, "random seed: the same seed generates the same fleet and traces")
-	out := fs.String("out", "", `write canonical JSON lines to FILE instead of producing to Kafka ("-": stdout)`)
-	events := fs.Int("events", 0, "stop after N events (0: no limit)")
-	reorder := fs.Float64("reorder-rate", simulate.DefaultReorderRate, "share of traces delivered out of order, 0..1")
-	dups := fs.Float64("duplicate-rate", simulate.DefaultDuplicateRate, "share of events delivered twice, 0..1")
-	plant := fs.String("plant", "", "scenarios to plant, name=rate,... (known: "+strings.Join(simulate.BuiltinNames(), ", ")+")")
-	if ok, code := parseFlags(fs, args); !ok {
-		return code
-	}
+type simulateCmd struct {
+	producerFlags `embed:"" set:"sign=demo"`
+	Rate          float64       `default:"500" help:"events per second (0: as fast as possible)"`
+	Duration      time.Duration `default:"60s" help:"how long to run (0: until interrupted or --events)"`
+	Seed          uint64        `default:"1" help:"random seed: the same seed generates the same fleet and traces"`
+	Out           string        `placeholder:"FILE" help:"write canonical JSON lines to FILE instead of producing to Kafka (\"-\": stdout)"`
+	Events        int           `help:"stop after N events (0: no limit)"`
+	ReorderRate   float64       `name:"reorder-rate" default:"${reorder}" help:"share of traces delivered out of order, 0..1"`
+	DuplicateRate float64       `name:"duplicate-rate" default:"${dups}" help:"share of events delivered twice, 0..1"`
+	Plant         string        `placeholder:"NAME=RATE,..." help:"scenarios to plant, name=rate,... (known: ${scenarios})"`
+	JSON          bool          `name:"json" help:"print the summary as one JSON object (on stderr when --out - puts the events on stdout)"`
+}
+
+func (c *simulateCmd) Run(ctx context.Context, g *globals) error {
+	rate, duration, events, reorder, dups := &c.Rate, &c.Duration, &c.Events, &c.ReorderRate, &c.DuplicateRate
+	seed, out, pf := &c.Seed, &c.Out, &c.producerFlags
 	var bad []string
 	if *rate < 0 {
 		bad = append(bad, "--rate must be >= 0")
@@ -109,31 +103,30 @@ func runSimulate(ctx context.Context, args []string) int {
 	if !(*reorder >= 0 && *reorder <= 1) || !(*dups >= 0 && *dups <= 1) {
 		bad = append(bad, "--reorder-rate and --duplicate-rate must be in 0..1")
 	}
-	scenarios, err := simulate.ParseScenarios(*plant)
+	scenarios, err := simulate.ParseScenarios(c.Plant)
 	if err != nil {
 		bad = append(bad, "--plant: "+err.Error())
 	}
 	if len(bad) > 0 {
-		fmt.Fprintf(os.Stderr, "agentrail simulate: %s\n", strings.Join(bad, "; "))
-		return 2
+		return usageErr("%s", strings.Join(bad, "; "))
 	}
 
-	log := newLogger()
+	log := g.logger(slog.LevelInfo)
 	fleet := simulate.New(simulate.Config{Seed: *seed, ReorderRate: *reorder, DuplicateRate: *dups, Scenarios: scenarios})
 	var (
 		emit    func(context.Context, *schemas.Event) error
 		finish  func() error
 		failed  = new(atomic.Int64)
-		summary = io.Writer(os.Stdout)
+		summary = g.stdout
 		dest    string
 	)
 	if *out != "" {
-		w, closeOut, err := openOut(*out)
+		w, closeOut, err := openOut(g, *out)
 		if err != nil {
-			return exitCode("simulate", err)
+			return err
 		}
 		if *out == "-" {
-			summary = os.Stderr // stdout carries the events
+			summary = g.stderr // stdout carries the events
 		}
 		dest = *out
 		bw := bufio.NewWriterSize(w, 256<<10)
@@ -150,10 +143,10 @@ func runSimulate(ctx context.Context, args []string) int {
 	} else {
 		em, f, err := pf.emitter(ctx, log)
 		if err != nil {
-			return exitCode("simulate", err)
+			return err
 		}
 		failed = f
-		dest = "kafka topic " + pf.topic
+		dest = "kafka topic " + pf.Topic
 		emit = em.Emit
 		finish = func() error { return closeEmitter(em) }
 	}
@@ -174,16 +167,31 @@ func runSimulate(ctx context.Context, args []string) int {
 	log.Info("simulating", "seed", *seed, "rate", *rate, "duration", *duration, "events", *events, "to", dest)
 	st, runErr := fleet.Run(ctx, emit, *rate, *duration, time.Now)
 	finishErr := finish()
+	if c.JSON {
+		if err := json.NewEncoder(summary).Encode(struct {
+			Events         int            `json:"events"`
+			Traces         int            `json:"traces"`
+			To             string         `json:"to"`
+			ElapsedSeconds float64        `json:"elapsed_seconds"`
+			Duplicates     int            `json:"duplicates"`
+			Reordered      int            `json:"reordered"`
+			Planted        map[string]int `json:"planted"`
+			FailedDelivery int64          `json:"failed_delivery"`
+		}{st.Events, st.Traces, dest, st.Elapsed.Seconds(), st.Duplicates, st.Reordered, st.Planted, failed.Load()}); err != nil {
+			return err
+		}
+		return errors.Join(runErr, finishErr)
+	}
 	fmt.Fprintf(summary, "simulate: %d events in %d traces to %s in %s (%.0f/s; %d duplicates, %d out of order%s%s)\n",
 		st.Events, st.Traces, dest, st.Elapsed.Round(time.Millisecond), float64(st.Events)/max(st.Elapsed.Seconds(), 1e-9),
 		st.Duplicates, st.Reordered, plantedSummary(st.Planted), failedSummary(failed.Load()))
-	return exitCode("simulate", errors.Join(runErr, finishErr))
+	return errors.Join(runErr, finishErr)
 }
 
 // openOut opens path for writing, "-" meaning stdout.
-func openOut(path string) (io.Writer, func() error, error) {
+func openOut(g *globals, path string) (io.Writer, func() error, error) {
 	if path == "-" {
-		return os.Stdout, func() error { return nil }, nil
+		return g.stdout, func() error { return nil }, nil
 	}
 	f, err := os.Create(path)
 	if err != nil {

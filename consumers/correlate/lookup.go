@@ -258,6 +258,54 @@ func readSteps(ctx context.Context, ch driver.Conn, database, traceID, cond stri
 	return evs, steps, nil
 }
 
+// row is one events row read by the lookup (readSteps), to rebuild its
+// event as correlation holds it; a stage's restore reads events with
+// consumers.ReadEvents.
+type row struct {
+	traceID, eventID, spanID, eventType                 string
+	eventTime                                           time.Time
+	tier                                                uint8
+	agentID, agentVersion, team, environment, tenant    string
+	requestedBy, sessionID                              string
+	tool, action, target, actionClass, digest           string
+	outcome, policyID                                   string
+	policyVersion                                       int64
+	matchedRule, approvalID, approvalStatus, approver   string
+	approverRole, approverKind, scope                   string
+	expiresAt                                           *time.Time
+	resultStatus, executor, changedResource, errorClass string
+	partition                                           int32
+	offset                                              int64
+}
+
+// event rebuilds the event as correlation holds it (see strip).
+func (r *row) event() schemas.Event {
+	e := schemas.Event{
+		EventID: r.eventID, TraceID: r.traceID, SpanID: r.spanID, Type: schemas.EventType(r.eventType),
+		Time: r.eventTime.UTC(), Tier: int32(r.tier), RequestedBy: r.requestedBy, SessionID: r.sessionID,
+		Agent: schemas.Agent{ID: r.agentID, Version: r.agentVersion, Team: r.team, Environment: r.environment, Tenant: r.tenant},
+	}
+	switch e.Type {
+	case schemas.TypeIntent:
+		e.Intent = &schemas.Intent{Tool: r.tool, Action: r.action, Target: r.target, ActionClass: r.actionClass,
+			Tier: int32(r.tier), ActionDigest: r.digest}
+	case schemas.TypeDecision:
+		e.Decision = &schemas.Decision{Outcome: r.outcome, PolicyID: r.policyID, PolicyVersion: r.policyVersion,
+			MatchedRule: r.matchedRule, Tier: int32(r.tier)}
+	case schemas.TypeApproval:
+		e.Approval = &schemas.Approval{ApprovalID: r.approvalID, Status: r.approvalStatus, Approver: r.approver,
+			ApproverRole: r.approverRole, ApproverKind: r.approverKind, ActionDigest: r.digest, Scope: r.scope}
+		if r.expiresAt != nil {
+			x := r.expiresAt.UTC()
+			e.Approval.ExpiresAt = &x
+		}
+	case schemas.TypeResult:
+		e.Result = &schemas.Result{Status: r.resultStatus, ActionDigest: r.digest, Executor: r.executor,
+			ChangedResource: r.changedResource, ErrorClass: r.errorClass}
+	}
+	return e
+}
+
 // WriteText writes the report as a timeline a person reads in seconds.
 func (r *Report) WriteText(w io.Writer) error {
 	var b strings.Builder

@@ -284,11 +284,17 @@ func (c *Correlator) Process(ctx context.Context, b *consumers.Batch) (consumers
 	for _, id := range dueIDs {
 		c.evaluate(bv, id, c.cache.get(id), nil, &out)
 	}
+	return c.finish(&out, b.Now)
+}
+
+// finish ends a batch's or a tick's evaluation: it evicts what the cache
+// cannot hold, updates the gauges, and turns out into the stage's output,
+// counting each violation it reports.
+func (c *Correlator) finish(out *outputBuilder, now time.Time) (consumers.Output, error) {
 	c.evict()
 	c.m.cached.Set(float64(c.cache.len()))
 	c.m.pending.Set(float64(len(c.pending)))
-
-	o, err := out.output(c, b.Now)
+	o, err := out.output(c, now)
 	if err != nil {
 		return consumers.Output{}, err
 	}

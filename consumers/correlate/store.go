@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/agentrail/agentrail/consumers"
-	"github.com/agentrail/agentrail/schemas"
 )
 
 var identRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,63}$`)
@@ -106,13 +105,7 @@ func (c *Correlator) initPartitions(ctx context.Context, bv *batchView) error {
 	c.revokedMu.Unlock()
 	c.applyRevoked()
 
-	var uncommitted, ofPart []string
 	minTime := map[int32]time.Time{}
-	for _, p := range fresh {
-		first := bv.b.FirstOffset[p]
-		uncommitted = append(uncommitted, fmt.Sprintf("(kafka_partition = %d AND kafka_offset >= %d)", p, first))
-		ofPart = append(ofPart, fmt.Sprintf("(kafka_partition = %d AND kafka_offset < %d)", p, first))
-	}
 	for i := range bv.b.Events {
 		e := &bv.b.Events[i]
 		if t, ok := minTime[e.Partition]; !ok || e.Time.Before(t) {
@@ -129,7 +122,7 @@ func (c *Correlator) initPartitions(ctx context.Context, bv *batchView) error {
 
 	// 1. Rows of uncommitted attempts.
 	var n uint64
-	cond := strings.Join(uncommitted, " OR ")
+	cond := consumers.RedoSQL(bv.b.FirstOffset, fresh)
 	if err := c.ch.QueryRow(ctx, "SELECT count() FROM "+c.db+".violations WHERE "+cond).Scan(&n); err != nil {
 		return fmt.Errorf("correlate: look for uncommitted violation rows: %w", err)
 	}
@@ -147,7 +140,7 @@ func (c *Correlator) initPartitions(ctx context.Context, bv *batchView) error {
 	// 2. Traces ClickHouse already holds, as xxHash64 of their id.
 	hashes := map[int32][]uint64{}
 	rows, err := c.ch.Query(ctx, `SELECT kafka_partition, xxHash64(trace_id) AS h FROM `+c.db+`.events
-		WHERE event_time >= `+chTime(since)+` AND (`+strings.Join(ofPart, " OR ")+`) GROUP BY kafka_partition, h`)
+		WHERE event_time >= `+chTime(since)+` AND `+consumers.PriorInSQL(bv.b.FirstOffset, fresh)+` GROUP BY kafka_partition, h`)
 	if err != nil {
 		return fmt.Errorf("correlate: load trace history: %w", err)
 	}
@@ -256,66 +249,12 @@ func minTime2(a, b time.Time) time.Time {
 	return a
 }
 
-// slimColumns are the events columns correlation reads.
-const slimColumns = `trace_id, event_id, span_id, event_type, event_time, tier, agent_id, agent_version, team,
-	environment, tenant, requested_by, session_id, tool, action, target, action_class, action_digest,
-	outcome, policy_id, policy_version, matched_rule, approval_id, approval_status, approver, approver_role,
-	approver_kind, scope, expires_at, result_status, executor, changed_resource, error_class,
-	kafka_partition, kafka_offset`
-
-// row is one scanned events row.
-type row struct {
-	traceID, eventID, spanID, eventType                 string
-	eventTime                                           time.Time
-	tier                                                uint8
-	agentID, agentVersion, team, environment, tenant    string
-	requestedBy, sessionID                              string
-	tool, action, target, actionClass, digest           string
-	outcome, policyID                                   string
-	policyVersion                                       int64
-	matchedRule, approvalID, approvalStatus, approver   string
-	approverRole, approverKind, scope                   string
-	expiresAt                                           *time.Time
-	resultStatus, executor, changedResource, errorClass string
-	partition                                           int32
-	offset                                              int64
-}
-
-func (r *row) dest() []any {
-	return []any{&r.traceID, &r.eventID, &r.spanID, &r.eventType, &r.eventTime, &r.tier, &r.agentID, &r.agentVersion,
-		&r.team, &r.environment, &r.tenant, &r.requestedBy, &r.sessionID, &r.tool, &r.action, &r.target, &r.actionClass,
-		&r.digest, &r.outcome, &r.policyID, &r.policyVersion, &r.matchedRule, &r.approvalID, &r.approvalStatus,
-		&r.approver, &r.approverRole, &r.approverKind, &r.scope, &r.expiresAt, &r.resultStatus, &r.executor,
-		&r.changedResource, &r.errorClass, &r.partition, &r.offset}
-}
-
-// event rebuilds the event as correlation holds it (see strip).
-func (r *row) event() schemas.Event {
-	e := schemas.Event{
-		EventID: r.eventID, TraceID: r.traceID, SpanID: r.spanID, Type: schemas.EventType(r.eventType),
-		Time: r.eventTime.UTC(), Tier: int32(r.tier), RequestedBy: r.requestedBy, SessionID: r.sessionID,
-		Agent: schemas.Agent{ID: r.agentID, Version: r.agentVersion, Team: r.team, Environment: r.environment, Tenant: r.tenant},
-	}
-	switch e.Type {
-	case schemas.TypeIntent:
-		e.Intent = &schemas.Intent{Tool: r.tool, Action: r.action, Target: r.target, ActionClass: r.actionClass,
-			Tier: int32(r.tier), ActionDigest: r.digest}
-	case schemas.TypeDecision:
-		e.Decision = &schemas.Decision{Outcome: r.outcome, PolicyID: r.policyID, PolicyVersion: r.policyVersion,
-			MatchedRule: r.matchedRule, Tier: int32(r.tier)}
-	case schemas.TypeApproval:
-		e.Approval = &schemas.Approval{ApprovalID: r.approvalID, Status: r.approvalStatus, Approver: r.approver,
-			ApproverRole: r.approverRole, ApproverKind: r.approverKind, ActionDigest: r.digest, Scope: r.scope}
-		if r.expiresAt != nil {
-			x := r.expiresAt.UTC()
-			e.Approval.ExpiresAt = &x
-		}
-	case schemas.TypeResult:
-		e.Result = &schemas.Result{Status: r.resultStatus, ActionDigest: r.digest, Executor: r.executor,
-			ChangedResource: r.changedResource, ErrorClass: r.errorClass}
-	}
-	return e
-}
+// slimColumns are the events columns correlation reads (consumers.ReadEvents
+// adds kafka_partition and kafka_offset).
+var slimColumns = []string{"trace_id", "event_id", "span_id", "event_type", "event_time", "tier", "agent_id", "agent_version", "team",
+	"environment", "tenant", "requested_by", "session_id", "tool", "action", "target", "action_class", "action_digest",
+	"outcome", "policy_id", "policy_version", "matched_rule", "approval_id", "approval_status", "approver", "approver_role",
+	"approver_kind", "scope", "expires_at", "result_status", "executor", "changed_resource", "error_class"}
 
 // loadTraces rebuilds traces from ClickHouse in one query: their events
 // that earlier batches committed (below the batch's first offset in the
@@ -334,48 +273,26 @@ func (c *Correlator) loadTraces(ctx context.Context, bv *batchView, ids []string
 		}
 	}
 	lo, hi = lo.Add(-c.cfg.Lookback), hi.Add(c.cfg.Lookback)
-	prior := make([]string, 0, len(bv.b.FirstOffset)+1)
-	parts := make([]string, 0, len(bv.b.FirstOffset))
-	for p, first := range bv.b.FirstOffset {
-		prior = append(prior, fmt.Sprintf("(kafka_partition = %d AND kafka_offset < %d)", p, first))
-		parts = append(parts, strconv.Itoa(int(p)))
-	}
-	sort.Strings(prior)
-	sort.Strings(parts)
-	if len(parts) > 0 {
-		prior = append(prior, "kafka_partition NOT IN ("+strings.Join(parts, ",")+")")
-	} else {
-		prior = append(prior, "1")
-	}
 	idList := quoteAll(ids)
-	q := `SELECT ` + slimColumns + ` FROM ` + c.db + `.events FINAL
-		WHERE trace_id IN (` + idList + `) AND event_time BETWEEN ` + chTime(lo) + ` AND ` + chTime(hi) + `
-		AND (` + strings.Join(prior, " OR ") + `)
-		ORDER BY trace_id, kafka_partition, kafka_offset
-		LIMIT ` + strconv.Itoa(c.cfg.MaxEventsPerTrace) + ` BY trace_id` + skipIndexesFinal
-	rows, err := c.ch.Query(ctx, q)
-	if err != nil {
-		return nil, fmt.Errorf("correlate: rebuild %d traces: %w", len(ids), err)
-	}
 	states := map[string]*traceState{}
-	for rows.Next() {
-		var r row
-		if err := rows.Scan(r.dest()...); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("correlate: rebuild traces: %w", err)
-		}
-		st := states[r.traceID]
+	err := consumers.ReadEvents(ctx, c.ch, c.db, consumers.EventRead{Columns: slimColumns, Final: true,
+		Where: `trace_id IN (` + idList + `) AND event_time BETWEEN ` + chTime(lo) + ` AND ` + chTime(hi),
+		Prior: bv.b.FirstOffset,
+		Tail: `ORDER BY trace_id, kafka_partition, kafka_offset
+		LIMIT ` + strconv.Itoa(c.cfg.MaxEventsPerTrace) + ` BY trace_id` + skipIndexesFinal,
+	}, func(a *consumers.Accepted) error {
+		st := states[a.TraceID]
 		if st == nil {
-			st = &traceState{id: r.traceID, partition: r.partition}
-			states[r.traceID] = st
+			st = &traceState{id: a.TraceID, partition: a.Partition}
+			states[a.TraceID] = st
 		}
 		// When ingest took it is not known here (ingested_at is another
 		// clock): a violation it decides settles at the traces row's settle_at.
-		st.add(stored{ev: r.event(), partition: r.partition, offset: r.offset})
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("correlate: rebuild traces: %w", err)
+		st.add(stored{ev: a.Event, partition: a.Partition, offset: a.Offset})
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("correlate: rebuild %d traces: %w", len(ids), err)
 	}
 	// The trace's partition is where this batch carries it, if it does.
 	for id, st := range states {
@@ -384,7 +301,7 @@ func (c *Correlator) loadTraces(ctx context.Context, bv *batchView, ids []string
 		}
 	}
 
-	rows, err = c.ch.Query(ctx, `SELECT trace_id, kind, kafka_partition, kafka_offset FROM `+c.db+`.violations FINAL
+	rows, err := c.ch.Query(ctx, `SELECT trace_id, kind, kafka_partition, kafka_offset FROM `+c.db+`.violations FINAL
 		WHERE trace_id IN (`+idList+`)`)
 	if err != nil {
 		return nil, fmt.Errorf("correlate: read emitted violations: %w", err)

@@ -63,17 +63,7 @@ func (c *Correlator) Tick(ctx context.Context, b *consumers.Batch) (consumers.Ou
 	for _, id := range dueIDs {
 		c.evaluate(bv, id, c.cache.get(id), nil, &out)
 	}
-	c.evict()
-	c.m.cached.Set(float64(c.cache.len()))
-	c.m.pending.Set(float64(len(c.pending)))
-	o, err := out.output(c, b.Now)
-	if err != nil {
-		return consumers.Output{}, err
-	}
-	for _, e := range out.violations {
-		c.m.violations.WithLabelValues(string(e.v.Kind)).Inc()
-	}
-	return o, nil
+	return c.finish(&out, b.Now)
 }
 
 // tickNeeded reports whether a tick has anything to do: a partition to

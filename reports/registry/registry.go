@@ -74,12 +74,20 @@ type Agent struct {
 // Grant is one permission: a tool's action on resources matching Resource
 // ("*" matches any run of characters; everything else is literal).
 type Grant struct {
-	Tool      string     `yaml:"tool"`
-	Action    string     `yaml:"action"`
-	Resource  string     `yaml:"resource"`
-	Tier      int        `yaml:"tier"`
-	RateLimit *RateLimit `yaml:"rate_limit"`
-	Approval  *Approval  `yaml:"approval"`
+	Tool     string `yaml:"tool"`
+	Action   string `yaml:"action"`
+	Resource string `yaml:"resource"`
+	// ActionClasses, if set, are the intent action classes (read, draft,
+	// write, send, ...) the grant covers; empty means any class.
+	ActionClasses []string   `yaml:"action_classes"`
+	Tier          int        `yaml:"tier"`
+	RateLimit     *RateLimit `yaml:"rate_limit"`
+	Approval      *Approval  `yaml:"approval"`
+	// Shadow marks a proposed grant: the policy engine evaluates it and
+	// records what it would decide, but does not enforce it, and Apply does
+	// not load it as a grant in force. An agent's shadow grants for a tool
+	// and action stand in for its enforced grants of that tool and action.
+	Shadow bool `yaml:"shadow"`
 }
 
 // RateLimit caps how often a grant may be used; tier 2 grants need one.
@@ -327,10 +335,26 @@ func (r *Registry) Validate() error {
 					}
 				}
 			}
+			classes := map[string]bool{}
+			for k, c := range g.ActionClasses {
+				cf := fmt.Sprintf("%s.action_classes[%d]", gf, k)
+				switch {
+				case !nameRE.MatchString(c):
+					bad(cf, "%q must match %s", c, nameRE)
+				case classes[c]:
+					bad(cf, "%q is listed twice", c)
+				default:
+					classes[c] = true
+				}
+			}
 			if g.Tool != "" && g.Action != "" && g.Resource != "" {
-				k := g.Tool + "\x00" + g.Action + "\x00" + g.Resource
+				k := fmt.Sprintf("%s\x00%s\x00%s\x00%t", g.Tool, g.Action, g.Resource, g.Shadow)
 				if prev, dup := grants[k]; dup {
-					bad(gf, "grants %s.%s on %q again (first at grants[%d])", g.Tool, g.Action, g.Resource, prev)
+					what := "grants"
+					if g.Shadow {
+						what = "shadow-grants"
+					}
+					bad(gf, "%s %s.%s on %q again (first at grants[%d])", what, g.Tool, g.Action, g.Resource, prev)
 				} else {
 					grants[k] = j
 				}

@@ -77,6 +77,17 @@ agents:
 			`r.yaml:18: agents[1].team: "sales" is not one of the teams (Finance, ops)`,
 		}},
 		{"no agents", "teams: []\n", []string{"agents: at least one agent is required"}},
+		{"shadow grant beside its enforced one", valid + `      - {tool: invoices, action: send, resource: "invoice:*", tier: 2, rate_limit: {per_day: 50}, shadow: true}
+      - {tool: ledger, action: read_balance, resource: "account:GL-*", tier: 1, action_classes: [read], shadow: true}
+`, nil},
+		{"shadow grant twice, bad action classes", valid + `      - {tool: invoices, action: send, resource: "invoice:*", tier: 2, rate_limit: {per_day: 50}, shadow: true}
+      - {tool: invoices, action: send, resource: "invoice:*", tier: 2, rate_limit: {per_day: 40}, shadow: true}
+      - {tool: ledger, action: post, resource: "*", tier: 1, action_classes: [write, Write, write]}
+`, []string{
+			`r.yaml:16: agents[0].grants[4]: shadow-grants invoices.send on "invoice:*" again (first at grants[3])`,
+			`r.yaml:17: agents[0].grants[5].action_classes[1]: "Write" must match`,
+			`r.yaml:17: agents[0].grants[5].action_classes[2]: "write" is listed twice`,
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r, err := Parse([]byte(tc.yaml), "r.yaml")

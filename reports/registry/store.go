@@ -187,6 +187,9 @@ func Apply(ctx context.Context, conn driver.Conn, db string, r *Registry, opts A
 	wantGrants := map[string]GrantRow{}
 	for _, a := range r.Agents {
 		for _, g := range a.Grants {
+			if g.Shadow {
+				continue // proposed, not in force: the policy engine records what it would decide
+			}
 			row := GrantRow{AgentID: a.ID, Team: a.Team, Tool: g.Tool, Action: g.Action, Resource: g.Resource, Tier: g.Tier}
 			if g.RateLimit != nil {
 				row.PerHour, row.PerDay = g.RateLimit.PerHour, g.RateLimit.PerDay
@@ -323,7 +326,15 @@ func (r *Registry) canonical() string {
 	for _, a := range r.Agents {
 		fmt.Fprintf(&b, "agent %s %s %s %q\n", a.ID, a.Team, a.Owner, a.Description)
 		for _, g := range a.Grants {
-			fmt.Fprintf(&b, "  grant %s %s %q %d %+v %+v\n", g.Tool, g.Action, g.Resource, g.Tier, g.RateLimit, g.Approval)
+			fmt.Fprintf(&b, "  grant %s %s %q %d %+v %+v", g.Tool, g.Action, g.Resource, g.Tier, g.RateLimit, g.Approval)
+			// Only when set, so a file without them hashes as before.
+			if len(g.ActionClasses) > 0 {
+				fmt.Fprintf(&b, " classes=%s", strings.Join(g.ActionClasses, ","))
+			}
+			if g.Shadow {
+				b.WriteString(" shadow")
+			}
+			b.WriteByte('\n')
 		}
 		for _, k := range a.Keys {
 			fmt.Fprintf(&b, "  key %s\n", keyAttrs(keyRow(a, k)))
