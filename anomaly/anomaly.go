@@ -69,6 +69,8 @@ type Config struct {
 	// DisableWatch stops reloading RulesFile when it changes on disk.
 	DisableWatch bool `yaml:"disable_watch"`
 	// AlertTopic is the Kafka topic alerts are produced to, keyed by alert_id.
+	// In the pipeline config it is kafka.topics.alerts; the key alert_topic
+	// here is its old name, read for one release with a warning.
 	AlertTopic string `yaml:"alert_topic"`
 	// MaxGroupsPerRule bounds each rule's groups (agents, approvers, ...) in
 	// memory; the least recently used group is evicted and counted.

@@ -4,11 +4,12 @@ import (
 	"fmt"
 	"reflect"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/agentrail/agentrail/internal/duration"
 )
 
 // Problem is one mistake in a rule file: where, which field, what is wrong.
@@ -48,8 +49,9 @@ func (p *Problems) Error() string {
 	return b.String()
 }
 
-// Duration is a rule file duration: Go syntax (90s, 10m, 1h30m) plus whole
-// days (30d).
+// Duration is a rule file duration, in the grammar of every agentrail file
+// (internal/duration): Go syntax (90s, 10m, 1h30m) plus days (30d) and
+// weeks (2w).
 type Duration time.Duration
 
 // Std returns d as a time.Duration.
@@ -58,30 +60,7 @@ func (d Duration) Std() time.Duration { return time.Duration(d) }
 // MarshalYAML writes d the way it is read.
 func (d Duration) MarshalYAML() (any, error) { return formatDuration(time.Duration(d)), nil }
 
-func formatDuration(d time.Duration) string {
-	if d > 0 && d%(24*time.Hour) == 0 {
-		return strconv.FormatInt(int64(d/(24*time.Hour)), 10) + "d"
-	}
-	s := d.String()
-	if strings.HasSuffix(s, "m0s") {
-		s = strings.TrimSuffix(s, "0s")
-	}
-	if strings.HasSuffix(s, "h0m") {
-		s = strings.TrimSuffix(s, "0m")
-	}
-	return s
-}
-
-func parseDuration(s string) (time.Duration, error) {
-	if days, ok := strings.CutSuffix(s, "d"); ok {
-		n, err := strconv.Atoi(days)
-		if err != nil || n < 0 || n > 36500 {
-			return 0, fmt.Errorf("bad day count")
-		}
-		return time.Duration(n) * 24 * time.Hour, nil
-	}
-	return time.ParseDuration(s)
-}
+func formatDuration(d time.Duration) string { return duration.Format(d) }
 
 var durationType = reflect.TypeOf(Duration(0))
 
@@ -173,12 +152,16 @@ func (d *strictDecoder) decode(n *yaml.Node, v reflect.Value, path string) {
 			return
 		}
 		if n.Kind != yaml.ScalarNode || n.Tag != "!!str" {
-			d.problemAt(n, path, "must be a duration like 90s, 10m, 24h or 30d")
+			d.problemAt(n, path, "must be %s", duration.Grammar)
 			return
 		}
-		dur, err := parseDuration(n.Value)
+		dur, err := duration.Parse(n.Value)
 		if err != nil {
-			d.problemAt(n, path, "must be a duration like 90s, 10m, 24h or 30d (got %q)", n.Value)
+			if msg := err.Error(); !strings.Contains(msg, " is not ") {
+				d.problemAt(n, path, "%s", msg) // months, years, too long
+			} else {
+				d.problemAt(n, path, "must be %s (got %q)", duration.Grammar, n.Value)
+			}
 			return
 		}
 		v.SetInt(int64(dur))

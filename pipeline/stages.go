@@ -18,10 +18,12 @@ import (
 const alertTopicPartitions = 3
 
 // newCorrelator builds the trace-correlation stage (consumers/correlate)
-// from the correlation section: it creates the violations topic if needed
-// and opens the stage's own ClickHouse connection, closed with the stage.
+// from the correlation section and kafka.topics.violations: it creates the
+// violations topic if needed and opens the stage's own ClickHouse
+// connection, closed with the stage.
 func newCorrelator(ctx context.Context, cfg Config, reg prometheus.Registerer, log *slog.Logger) (*stage, error) {
 	cc := cfg.Correlation
+	cc.ViolationTopic = cfg.Kafka.Topics.Violations
 	cc.Defaults()
 	if cc.Disabled {
 		return nil, nil
@@ -49,13 +51,14 @@ func newCorrelator(ctx context.Context, cfg Config, reg prometheus.Registerer, l
 // newAnomalyEngine builds the anomaly-rules stage (anomaly/) from the
 // anomaly section: the rules of anomaly.rules_file (or the built-in
 // deployments/rules.yaml) evaluated on every batch, alerts to the alerts
-// table and topic. Run watches the rule file (a change reloads it) and
-// delivers webhooks; Reload reloads the rules by hand.
+// table and to kafka.topics.alerts. Run watches the rule file (a change
+// reloads it) and delivers webhooks; Reload reloads the rules by hand.
 func newAnomalyEngine(ctx context.Context, cfg Config, reg prometheus.Registerer, log *slog.Logger) (*stage, error) {
 	if cfg.Anomaly.Disabled {
 		return nil, nil
 	}
 	ac := cfg.Anomaly
+	ac.AlertTopic = cfg.Kafka.Topics.Alerts
 	ac.Defaults()
 	if err := ensureTopic(ctx, cfg.Kafka, alertTopicPartitions, ac.AlertTopic); err != nil {
 		return nil, fmt.Errorf("anomaly: %w", err)

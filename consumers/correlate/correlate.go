@@ -55,7 +55,9 @@ type Config struct {
 	// Disabled switches the stage off.
 	Disabled bool `yaml:"disabled"`
 	// ViolationTopic is the Kafka topic violations are produced to, keyed by
-	// trace_id, one JSON object per violation.
+	// trace_id, one JSON object per violation. In the pipeline config it is
+	// kafka.topics.violations; the key violation_topic here is its old
+	// name, read for one release with a warning.
 	ViolationTopic string `yaml:"violation_topic"`
 	// MaxTraces bounds the traces held in memory; the least recently used is
 	// evicted (and rebuilt from ClickHouse if it shows up again).

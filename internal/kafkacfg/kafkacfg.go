@@ -58,6 +58,8 @@ type Topics struct {
 	Events     string `yaml:"events"`      // agent events, keyed by trace_id
 	DeadLetter string `yaml:"dead_letter"` // records ingest could not accept, with the reason
 	Ledger     string `yaml:"ledger"`      // the tamper-evidence chain (package ledger), one partition
+	Alerts     string `yaml:"alerts"`      // anomaly alerts, keyed by alert_id
+	Violations string `yaml:"violations"`  // correlation violations, keyed by trace_id
 }
 
 // Defaults fills unset fields.
@@ -76,6 +78,12 @@ func (c *Config) Defaults() {
 	}
 	if c.Topics.Ledger == "" {
 		c.Topics.Ledger = "agentrail.ledger"
+	}
+	if c.Topics.Alerts == "" {
+		c.Topics.Alerts = "agentrail.alerts"
+	}
+	if c.Topics.Violations == "" {
+		c.Topics.Violations = "agentrail.violations"
 	}
 }
 
@@ -105,8 +113,8 @@ func (c *Config) Validate() error {
 	if c.TLS != nil && (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
 		return errors.New("kafka.tls: cert_file and key_file go together")
 	}
-	if c.Topics.Events == "" || c.Topics.DeadLetter == "" || c.Topics.Ledger == "" {
-		return errors.New("kafka.topics: events, dead_letter and ledger must be named")
+	if c.Topics.Events == "" || c.Topics.DeadLetter == "" || c.Topics.Ledger == "" || c.Topics.Alerts == "" || c.Topics.Violations == "" {
+		return errors.New("kafka.topics: events, dead_letter, ledger, alerts and violations must be named")
 	}
 	return nil
 }

@@ -3,69 +3,74 @@ package retention
 import (
 	"errors"
 	"fmt"
-	"regexp"
-	"strconv"
+	"strings"
 	"time"
 
 	"github.com/robfig/cron/v3"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/agentrail/agentrail/internal/duration"
 )
 
-// Age is a calendar span written as a count and a unit: "30d", "8w",
-// "6m", "7y". Months and years are calendar months and years, so "7y"
-// keeps exactly seven years whatever the leap days.
+// Age is a calendar span written as a count and a unit in the period
+// grammar of internal/duration: "30d", "8w", "6mo", "7y". Months and years
+// are calendar months and years, so "7y" keeps exactly seven years whatever
+// the leap days. The previous release's "6m" (months) is still read as
+// months; the pipeline config warns about it.
 type Age struct {
 	N    int
-	Unit byte // 'd', 'w', 'm' or 'y'
+	Unit byte // 'd', 'w', 'm' (months, written mo) or 'y'
 }
 
-var ageRE = regexp.MustCompile(`^([0-9]{1,5})([dwmy])$`)
-
-// ParseAge parses "30d", "8w", "6m" or "7y".
+// ParseAge parses "30d", "8w", "6mo", "7y" or a sum of years and months
+// ("1y6mo", kept as 18 months) or of weeks and days ("1w3d", 10 days).
 func ParseAge(s string) (Age, error) {
-	m := ageRE.FindStringSubmatch(s)
-	if m == nil {
-		return Age{}, fmt.Errorf("%q is not an age (a number and d, w, m or y: 30d, 1y)", s)
+	p, _, err := duration.ParsePeriod(s)
+	if err != nil {
+		return Age{}, fmt.Errorf("not an age: %w", err)
 	}
-	n, _ := strconv.Atoi(m[1])
-	return Age{N: n, Unit: m[2][0]}, nil
+	switch {
+	case p.Days != 0 && (p.Years != 0 || p.Months != 0):
+		return Age{}, fmt.Errorf("%q mixes days with months or years; write one of them (e.g. 18mo, 400d)", s)
+	case p.Months != 0:
+		return Age{N: 12*p.Years + p.Months, Unit: 'm'}, nil
+	case p.Years != 0:
+		return Age{N: p.Years, Unit: 'y'}, nil
+	case p.Days%7 == 0 && !strings.Contains(s, "d"):
+		return Age{N: p.Days / 7, Unit: 'w'}, nil
+	}
+	return Age{N: p.Days, Unit: 'd'}, nil
 }
 
 func (a Age) String() string {
-	if a.Unit == 0 {
+	switch a.Unit {
+	case 0:
 		return "0d"
+	case 'm':
+		return fmt.Sprintf("%dmo", a.N)
 	}
 	return fmt.Sprintf("%d%c", a.N, a.Unit)
 }
 
-// Before returns t minus a, in UTC.
-func (a Age) Before(t time.Time) time.Time {
-	t = t.UTC()
+// period is a as a calendar period.
+func (a Age) period() duration.Period {
 	switch a.Unit {
 	case 'w':
-		return t.AddDate(0, 0, -7*a.N)
+		return duration.Period{Days: 7 * a.N}
 	case 'm':
-		return t.AddDate(0, -a.N, 0)
+		return duration.Period{Months: a.N}
 	case 'y':
-		return t.AddDate(-a.N, 0, 0)
+		return duration.Period{Years: a.N}
 	default:
-		return t.AddDate(0, 0, -a.N)
+		return duration.Period{Days: a.N}
 	}
 }
 
+// Before returns t minus a, in UTC.
+func (a Age) Before(t time.Time) time.Time { return a.period().Before(t) }
+
 // Days approximates a in days, for comparing ages.
-func (a Age) Days() int {
-	switch a.Unit {
-	case 'w':
-		return 7 * a.N
-	case 'm':
-		return 30 * a.N
-	case 'y':
-		return 365 * a.N
-	default:
-		return a.N
-	}
-}
+func (a Age) Days() int { return a.period().ApproxDays() }
 
 // UnmarshalYAML decodes "30d" and the like.
 func (a *Age) UnmarshalYAML(n *yaml.Node) error {

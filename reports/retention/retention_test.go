@@ -61,7 +61,7 @@ func TestAgeAndConfig(t *testing.T) {
 	}{
 		{"defaults", func(c *Config) {}, ""},
 		{"tier1 too short", func(c *Config) { c.Tier1 = Age{3, 'd'} }, "reports.retention.tier1: 3d out of range"},
-		{"tier3 shorter than tier2", func(c *Config) { c.Tier3 = Age{6, 'm'} }, "reports.retention.tier3: 6m is shorter than tier2 1y"},
+		{"tier3 shorter than tier2", func(c *Config) { c.Tier3 = Age{6, 'm'} }, "reports.retention.tier3: 6mo is shorter than tier2 1y"},
 		{"full fields longer than tier1", func(c *Config) { c.Tier1FullFields = Age{60, 'd'} }, "reports.retention.tier1_full_fields: 60d is longer than tier1 30d"},
 		{"bad schedule", func(c *Config) { c.Schedule = "every day" }, "reports.retention.schedule"},
 		{"schedule off", func(c *Config) { c.Schedule = "off" }, ""},
