@@ -183,6 +183,11 @@ func runArgs(ctx context.Context, args []string, stdout, stderr io.Writer) (code
 			return exitUsage
 		}
 	}
+	// What packages log on the default logger (the config loader's
+	// warnings about old spellings) follows --log-format and --log-level.
+	prev := slog.Default()
+	slog.SetDefault(c.logger(slog.LevelInfo))
+	defer slog.SetDefault(prev)
 	return exitCode(stderr, c.cmd, kctx.Run())
 }
 
