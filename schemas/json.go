@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"regexp"
+	"strings"
 	"time"
 )
 
@@ -88,10 +90,18 @@ func describeJSONError(line []byte, err error) error {
 	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 		return &JSONError{Reason: "not valid JSON: the event object is truncated"}
 	}
-	// encoding/json's remaining errors name a field, not a value
-	// ("json: unknown field \"x\"").
-	return &JSONError{Reason: err.Error()}
+	// An unknown member's name is named only if it looks like a field
+	// name: it is the sender's text.
+	if name, ok := strings.CutPrefix(err.Error(), `json: unknown field "`); ok {
+		if name = strings.TrimSuffix(name, `"`); fieldName.MatchString(name) {
+			return &JSONError{Field: name, Reason: "unknown field: not in the event contract"}
+		}
+		return &JSONError{Reason: "unknown field: not in the event contract"}
+	}
+	return &JSONError{Reason: "not a JSON event object"}
 }
+
+var fieldName = regexp.MustCompile(`^[a-z][a-z0-9_]{0,63}$`)
 
 // badTimeField finds which of the event's timestamps failed to parse.
 func badTimeField(line []byte) string {

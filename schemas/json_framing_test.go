@@ -74,7 +74,7 @@ func TestDecodeJSONFramingErrors(t *testing.T) {
 		{"truncated", `{"event_id":"` + secret, true, ""},
 		{"type", `{"event_id":"x","tier":"` + secret + `"}`, true, "tier"},
 		{"time", `{"event_id":"x","event_time":"` + secret + `"}`, true, "event_time"},
-		{"unknown field", `{"event_id":"x","bogus":"` + secret + `"}`, true, ""},
+		{"unknown field", `{"event_id":"x","bogus":"` + secret + `"}`, true, "bogus"},
 		{"trailing", string(good) + `{"x":"` + secret + `"}`, true, ""},
 		{"trace id", strings.Replace(string(good), "4bf92f3577b34da6a3ce929d0e0e4736", secret, 1), false, "trace_id"},
 		{"digest", strings.Replace(string(good), `"action_digest":"c5fb8a38`, `"action_digest":"`+secret+`c5`, 1), false, "intent.action_digest"},

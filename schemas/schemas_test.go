@@ -699,7 +699,7 @@ func TestJSONRoundTrip(t *testing.T) {
 
 func TestParseJSONErrors(t *testing.T) {
 	cases := []struct{ in, want string }{
-		{`{"event_id":"x","bogus":1}`, `unknown field "bogus"`},
+		{`{"event_id":"x","bogus":1}`, "field bogus: unknown field"},
 		{`{"event_id":5}`, "field event_id: expected string"},
 		{`{"event_id":"x"`, "truncated"},
 		{`{"event_id":"x"} {}`, "trailing data"},
