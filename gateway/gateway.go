@@ -28,6 +28,7 @@ package gateway
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -109,6 +110,15 @@ func New(ctx context.Context, cfg Config, reg prometheus.Registerer, log *slog.L
 	if err != nil {
 		return nil, fmt.Errorf("gateway: kafka client: %w", err)
 	}
+	var tc *tls.Config
+	if cfg.TLS.CertFile != "" {
+		pair, err := tls.LoadX509KeyPair(cfg.TLS.CertFile, cfg.TLS.KeyFile)
+		if err != nil {
+			cl.Close()
+			return nil, fmt.Errorf("gateway: tls: %w", err)
+		}
+		tc = &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}
+	}
 	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", cfg.Listen)
 	if err != nil {
 		cl.Close()
@@ -139,6 +149,7 @@ func New(ctx context.Context, cfg Config, reg prometheus.Registerer, log *slog.L
 	}))
 	g.srv = &http.Server{
 		Handler:           mux,
+		TLSConfig:         tc,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       time.Minute,
 		IdleTimeout:       2 * time.Minute,
@@ -183,7 +194,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	go func() {
 		var err error
 		if g.cfg.TLS.CertFile != "" {
-			err = g.srv.ServeTLS(g.ln, g.cfg.TLS.CertFile, g.cfg.TLS.KeyFile)
+			err = g.srv.ServeTLS(g.ln, "", "") // the pair loaded in New
 		} else {
 			err = g.srv.Serve(g.ln)
 		}

@@ -3,11 +3,20 @@ package gateway
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
 	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"log/slog"
+	"math/big"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -388,5 +397,80 @@ func TestConfigValidate(t *testing.T) {
 				t.Errorf("Validate = %v, want %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// With tls set the gateway serves HTTPS only: a client trusting its
+// certificate posts; plain HTTP is refused.
+func TestTLS(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "server.pem"), filepath.Join(dir, "server-key.pem")
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "localhost"},
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+		NotBefore:   time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, IsCA: true, BasicConstraintsValid: true,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, _ := x509.MarshalECPrivateKey(key)
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	kafka, err := broker.Start(broker.Config{Partitions: 1, Topics: []string{"agentrail.events"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(kafka.Close)
+	g, _, _ := testGateway(t, kafka.ListenAddrs(), func(c *Config) { c.TLS = TLSConfig{CertFile: certFile, KeyFile: keyFile} })
+	cert, _ := x509.ParseCertificate(der)
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
+	url := "https://" + g.Addr().String()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, err := client.Get(url + PathReadyz)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("never ready over TLS: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	resp, err := client.Post(url+PathEvents, "application/x-ndjson", bytes.NewReader(signed("billing-bot-1", billingSeed, event(t, "billing-bot", nil))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("HTTPS post: %d", resp.StatusCode)
+	}
+	if resp, err := http.Get("http://" + g.Addr().String() + PathHealthz); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode == 200 {
+			t.Error("plain HTTP answered 200")
+		}
+	}
+	var bad Config
+	bad.Listen, bad.RegistryFile = "127.0.0.1:0", writeRegistry(t)
+	bad.TLS = TLSConfig{CertFile: keyFile, KeyFile: certFile}
+	bad.Defaults()
+	if _, err := New(context.Background(), bad, prometheus.NewRegistry(), quiet); err == nil || !strings.Contains(err.Error(), "gateway: tls") {
+		t.Errorf("New with swapped cert and key: %v", err)
 	}
 }
