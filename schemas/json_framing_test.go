@@ -100,3 +100,42 @@ func TestDecodeJSONFramingErrors(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkDecodeValidFramings: what ingest pays per event to decode and
+// validate the same events in the JSON framing and in Avro's.
+func BenchmarkDecodeValidFramings(b *testing.B) {
+	dec, err := NewDecoder(nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	enc := NewSingleObjectEncoder()
+	var avro, js [][]byte
+	for _, e := range sampleEvents() {
+		a, err := enc.AppendEncode(nil, e)
+		if err != nil {
+			b.Fatal(err)
+		}
+		j, err := AppendJSON(nil, e)
+		if err != nil {
+			b.Fatal(err)
+		}
+		avro, js = append(avro, a), append(js, j)
+	}
+	for _, bc := range []struct {
+		name string
+		recs [][]byte
+	}{{"avro", avro}, {"json", js}} {
+		b.Run(bc.name, func(b *testing.B) {
+			var e Event
+			var n int
+			for i := 0; b.Loop(); i++ {
+				rec := bc.recs[i%len(bc.recs)]
+				n += len(rec)
+				if err := dec.DecodeValid(context.Background(), rec, &e, t0, Limits{}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.SetBytes(int64(n / max(b.N, 1)))
+		})
+	}
+}
