@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/agentrail/agentrail/internal/kafkacfg"
+	"github.com/agentrail/agentrail/schemas"
 	"github.com/agentrail/agentrail/signing"
 )
 
@@ -19,6 +20,11 @@ type Config struct {
 	RegistryFile string `yaml:"registry_file"`
 	// ClockSkew is allowed around a key's validity, against event_time.
 	ClockSkew time.Duration `yaml:"clock_skew"`
+	// MaxFuture and MaxPast bound event_time against the gateway's clock,
+	// as ingest.max_future and ingest.max_past do in ingest: set them
+	// alike, or an accepted event may be dead-lettered by ingest.
+	MaxFuture time.Duration `yaml:"max_future"`
+	MaxPast   time.Duration `yaml:"max_past"`
 	// MaxBodyBytes bounds one request's body (413 beyond).
 	MaxBodyBytes int64 `yaml:"max_body_bytes"`
 	// MaxLineBytes bounds one NDJSON line (the line is rejected beyond).
@@ -67,6 +73,12 @@ func (c *Config) Defaults() {
 	if c.ClockSkew == 0 {
 		c.ClockSkew = signing.DefaultSkew
 	}
+	if c.MaxFuture == 0 {
+		c.MaxFuture = schemas.DefaultLimits.MaxFuture
+	}
+	if c.MaxPast == 0 {
+		c.MaxPast = schemas.DefaultLimits.MaxPast
+	}
 	if c.MaxBodyBytes == 0 {
 		c.MaxBodyBytes = DefaultMaxBodyBytes
 	}
@@ -102,6 +114,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("gateway.registry_file: is required")
 	case c.ClockSkew < 0 || c.ClockSkew > time.Hour:
 		return fmt.Errorf("gateway.clock_skew: %s out of range 0..1h", c.ClockSkew)
+	case c.MaxFuture < 0 || c.MaxPast < 0:
+		return fmt.Errorf("gateway.max_future, max_past: must not be negative")
 	case c.MaxBodyBytes < 1024 || c.MaxBodyBytes > 1<<30:
 		return fmt.Errorf("gateway.max_body_bytes: %d out of range 1024..%d", c.MaxBodyBytes, 1<<30)
 	case c.MaxLineBytes < 256 || int64(c.MaxLineBytes) > c.MaxBodyBytes:

@@ -225,7 +225,7 @@ func (g *Gateway) check(line []byte, e *schemas.Event, now time.Time) (*kgo.Reco
 	default:
 		return nil, &LineResult{Field: ndjson.MemberSignature, Reason: string(vd.Reason) + ": the signature does not match the event's exact bytes under the key's algorithm", sigFailure: true}
 	}
-	if err := g.dec.DecodeValid(context.Background(), env.Event, e, now, schemas.DefaultLimits); err != nil {
+	if err := g.dec.DecodeValid(context.Background(), env.Event, e, now, g.lim); err != nil {
 		var ve *schemas.ValidationError
 		var je *schemas.JSONError
 		switch {

@@ -63,6 +63,7 @@ type Gateway struct {
 	cl     *kgo.Client
 	ver    *signing.Verifier
 	dec    *schemas.Decoder
+	lim    schemas.Limits
 	sem    *semaphore.Weighted
 	m      metrics
 	ready  atomic.Bool
@@ -125,6 +126,7 @@ func New(ctx context.Context, cfg Config, reg prometheus.Registerer, log *slog.L
 		return nil, fmt.Errorf("gateway: listen on %s: %w", cfg.Listen, err)
 	}
 	g := &Gateway{cfg: cfg, log: log, ln: ln, cl: cl, ver: ver, dec: dec,
+		lim: schemas.Limits{MaxFuture: cfg.MaxFuture, MaxPast: cfg.MaxPast, MaxString: schemas.DefaultLimits.MaxString},
 		sem: semaphore.NewWeighted(cfg.MaxInFlightBytes), m: newMetrics()}
 	for _, c := range []prometheus.Collector{g.m.requests, g.m.events, g.m.seconds, g.m.inFlight, g.m.inFlightBytes, g.m.ready} {
 		if err := reg.Register(c); err != nil {

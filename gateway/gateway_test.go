@@ -215,6 +215,7 @@ func TestEventsEndpoint(t *testing.T) {
 			signed("billing-bot-1", supportSeed, ev),
 			tampered,
 		), 401, []line{{"rejected", "kid", "unknown_key"}, {"rejected", "sig", "bad_signature"}, {"rejected", "sig", "bad_signature"}}, "signature"},
+		{"event_time ahead", "application/x-ndjson", joined(bad(func(e *schemas.Event) { e.Time = time.Now().Add(2 * time.Hour) })), 422, []line{{"rejected", "event_time", ""}}, ""},
 		{"identity mismatch", "application/x-ndjson", joined(signed("support-bot-1", supportSeed, ev)), 422, []line{{"rejected", "agent.agent_id", "identity_mismatch"}}, ""},
 		{"unknown event field", "application/x-ndjson", joined(signed("billing-bot-1", billingSeed, []byte(`{"event_id":"x","`+secret+`":1}`))), 422, []line{{"rejected", "event", "unknown field"}}, ""},
 		{"unknown event field, named", "application/x-ndjson", joined(signed("billing-bot-1", billingSeed, []byte(`{"event_id":"x","bogus_field":1}`))), 422, []line{{"rejected", "bogus_field", "unknown field"}}, ""},
