@@ -3,6 +3,7 @@ package schemas
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -99,6 +100,39 @@ func FuzzParseJSON(f *testing.F) {
 		e, err := ParseJSON(b)
 		if err == nil {
 			_ = Validate(e, t0, Limits{})
+		}
+	})
+}
+
+// FuzzDecodeJSON feeds arbitrary bytes to the wire decoder's JSON framing:
+// it never panics, marks everything it rejects permanent, names no value
+// it was given, and agrees with ParseJSON; DecodeValid is Decode then
+// Validate. Seeds: testdata/fuzz/FuzzDecodeJSON and every seed event.
+func FuzzDecodeJSON(f *testing.F) {
+	for _, e := range fuzzSeedEvents() {
+		if b, err := AppendJSON(nil, e); err == nil { // not the NaN: JSON has none
+			f.Add(b[1:])
+		}
+	}
+	dec, err := NewDecoder(nil)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		rec := append([]byte{'{'}, b...)
+		var e, ev Event
+		werr := dec.Decode(context.Background(), rec, &e)
+		if werr != nil && !errors.Is(werr, ErrMalformed) {
+			t.Fatalf("transient error for a json record: %v", werr)
+		}
+		if _, perr := ParseJSON(rec); (perr == nil) != (werr == nil) {
+			t.Fatalf("ParseJSON %v, Decode %v", perr, werr)
+		}
+		if werr == nil {
+			werr = Validate(&e, t0, Limits{})
+		}
+		if gerr := dec.DecodeValid(context.Background(), rec, &ev, t0, Limits{}); fmt.Sprint(gerr) != fmt.Sprint(werr) {
+			t.Fatalf("DecodeValid: %v; Decode and Validate: %v\nrecord %q", gerr, werr, rec)
 		}
 	})
 }

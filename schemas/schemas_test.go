@@ -354,7 +354,8 @@ func TestDecodeMalformed(t *testing.T) {
 		want string
 	}{
 		{"empty", nil, "empty record"},
-		{"unknown framing", []byte{0x7b, 0x22}, "unknown framing byte 0x7b"},
+		{"unknown framing", []byte{0x5b, 0x22}, "unknown framing byte 0x5b"},
+		{"json framing, truncated", []byte{0x7b, 0x22}, "decode json record"},
 		{"short header", good[:6], "truncated single-object header"},
 		{"unknown fingerprint", append([]byte{0xC3, 0x01, 1, 2, 3, 4, 5, 6, 7, 8}, good[10:]...), "unknown schema fingerprint"},
 		{"truncated payload", good[:len(good)/2], "decode avro payload"},
@@ -698,9 +699,9 @@ func TestJSONRoundTrip(t *testing.T) {
 
 func TestParseJSONErrors(t *testing.T) {
 	cases := []struct{ in, want string }{
-		{`{"event_id":"x","bogus":1}`, `unknown field "bogus"`},
+		{`{"event_id":"x","bogus":1}`, "field bogus: unknown field"},
 		{`{"event_id":5}`, "field event_id: expected string"},
-		{`{"event_id":"x"`, "unexpected EOF"},
+		{`{"event_id":"x"`, "truncated"},
 		{`{"event_id":"x"} {}`, "trailing data"},
 		{`{"event_time":"yesterday"}`, "event_time"},
 	}

@@ -12,8 +12,12 @@ import (
 )
 
 // Framing markers. A record value starts with one of them; Decode tells the
-// two framings apart by the first byte.
+// three framings apart by the first byte.
 const (
+	// jsonObject starts a record in the JSON framing: the value is one
+	// event in its JSON form (json.go), exactly as its agent signed it.
+	jsonObject = '{'
+
 	// confluentMagic starts a Confluent Schema Registry framed value:
 	// 0x00, then the schema id as a 4-byte big-endian integer.
 	confluentMagic = 0x00
@@ -77,7 +81,8 @@ type SchemaSource interface {
 	SchemaTextByID(ctx context.Context, id int) (string, error)
 }
 
-// Decoder reads events in either framing, written with any published schema
+// Decoder reads events in any of the three framings (JSON, single-object
+// and Confluent Avro), written with any published schema
 // version (or, through a registry, any compatible writer schema), into the
 // latest Event type. It is safe for concurrent use.
 type Decoder struct {
@@ -153,6 +158,9 @@ func (d *Decoder) resolve(writer avro.Schema) (avro.Schema, error) {
 // (docs/PERFORMANCE-HISTORY.md, "Avro decoding in ingest (hand-written for
 // the latest schema)"). Any other writer schema is resolved by hamba/avro.
 func (d *Decoder) Decode(ctx context.Context, b []byte, e *Event) error {
+	if len(b) > 0 && b[0] == jsonObject {
+		return decodeJSON(b, e)
+	}
 	s, payload, err := d.writerSchema(ctx, b)
 	if err != nil {
 		return err
@@ -171,6 +179,12 @@ func (d *Decoder) Decode(ctx context.Context, b []byte, e *Event) error {
 // they are decoded, so only an event with a non-ASCII or over-long string
 // takes checkStrings' second pass, which names the field.
 func (d *Decoder) DecodeValid(ctx context.Context, b []byte, e *Event, now time.Time, lim Limits) error {
+	if len(b) > 0 && b[0] == jsonObject {
+		if err := decodeJSON(b, e); err != nil {
+			return err
+		}
+		return Validate(e, now, lim)
+	}
 	s, payload, err := d.writerSchema(ctx, b)
 	if err != nil {
 		return err
@@ -244,7 +258,7 @@ func (d *Decoder) writerSchema(ctx context.Context, b []byte) (avro.Schema, []by
 		}
 		return s, b[5:], nil
 	}
-	return nil, nil, fmt.Errorf("schemas: unknown framing byte 0x%02x (want 0x00 schema registry or 0xC3 single-object): %w", b[0], ErrMalformed)
+	return nil, nil, fmt.Errorf("schemas: unknown framing byte 0x%02x (want 0x00 schema registry, 0xC3 single-object or '{' json): %w", b[0], ErrMalformed)
 }
 
 func (d *Decoder) schemaByID(ctx context.Context, id int) (avro.Schema, error) {

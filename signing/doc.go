@@ -7,9 +7,12 @@
 // implement the same three rules.
 //
 //  1. What is signed: the exact bytes of the Kafka record value, as framed
-//     (the single-object or Confluent header, then the Avro datum). Nothing
-//     is re-encoded or canonicalised: a verifier checks the bytes it
-//     received. The record key, topic and headers are not signed; the
+//     (the single-object or Confluent header, then the Avro datum; or, in
+//     the JSON framing, the event's JSON object itself, first byte '{').
+//     Nothing is re-encoded or canonicalised: a verifier checks the bytes
+//     it received, so a JSON event may have any member order or white
+//     space its agent chose, and whoever relays it must pass on those
+//     bytes unchanged. The record key, topic and headers are not signed; the
 //     event's own agent_id, event_id, trace_id and event_time are inside
 //     the value.
 //  2. Where the signature travels: two record headers,
@@ -23,6 +26,38 @@
 //     (RFC 2104 over the value with a shared secret of at least 32 bytes,
 //     which the registry names by file or environment variable, never
 //     inline).
+//
+// Over HTTP (the gateway's POST /v1/events, docs/GATEWAY.md), a JSON
+// event travels as one NDJSON line, an envelope built by concatenation
+// around the event's exact bytes:
+//
+//	{"kid":"<key id>","sig":"<signature, standard base64>","event":<the exact signed bytes>}
+//
+// The envelope has exactly these three members, in any order, each once;
+// the event member is the signed object verbatim (it holds no raw newline:
+// JSON escapes them in strings, and the agent writes no white space with
+// one). A client never re-serialises the event after signing. The gateway
+// cuts the event member's bytes out of the line as they are, checks them
+// like ingest would, and produces them as the record value with kid and
+// sig as the two headers above: ingest verifies the agent's own signature,
+// so the gateway cannot alter an event unnoticed.
+//
+// Test vector (TestJSONSignatureVectors; testdata/json_vectors.py computes
+// it independently with Python's `cryptography` and hmac): the event is
+// signing/testdata/vector_event.json, the first line of
+// schemas/testdata/events.jsonl without its newline (762 bytes, SHA-256
+// e75db40534c04a5bbb771bf2d1874595ae67374e5b816c994c1b09a825759006):
+//
+//	ed25519      seed 32 × 0x01, public key iojj3XQJ8ZX9UtstPLpdcspnCb8dlBIb83SIAbQPb1w=
+//	             de586185b0c668bc5cdfa52519101cabe71d982ab13802dd1ca0f8cea2c2d5b6
+//	             cac7795796c0c861601c19c4054eab6d75061b66d63dd2e4b5a043ec49203308
+//	hmac-sha256  secret 32 × "k"
+//	             356f0882455544b0c92aa04808f157408d5db2759cce655ec3e4c36f5893ca51
+//
+// and its NDJSON line for key billing-bot-1 (ed25519), wrapped here:
+//
+//	{"kid":"billing-bot-1","sig":"3lhhhbDGaLxc36UlGRAcq+cdmCqxOALdHKD4zqLC1bbKx3lXlsDIYWAcGcQFTqttdQYbZtY90uS1oEPsSSAzCA==",
+//	 "event":{"event_id":"ev-1",…,"confidence":0.82}}}
 //
 // Verification checks, in order, first over the record's exact bytes and
 // before anything of the value is decoded (Verifier.VerifySignature): the
