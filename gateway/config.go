@@ -43,8 +43,10 @@ type Config struct {
 	// DrainTimeout bounds how long Run waits for requests in flight when
 	// its context ends.
 	DrainTimeout time.Duration `yaml:"drain_timeout"`
-	// Kafka is the cluster the events are produced to (topics.events).
-	Kafka kafkacfg.Config `yaml:"kafka"`
+	// Kafka is the cluster the events are produced to (topics.events):
+	// in agentrail.yaml, the top-level kafka section (pipeline.Config
+	// fills it in), so the gateway and ingest cannot disagree on it.
+	Kafka kafkacfg.Config `yaml:"-"`
 }
 
 // TLSConfig names the server's certificate and key files (PEM).

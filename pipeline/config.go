@@ -11,6 +11,7 @@ import (
 	"github.com/agentrail/agentrail/anomaly"
 	"github.com/agentrail/agentrail/consumers"
 	"github.com/agentrail/agentrail/consumers/correlate"
+	"github.com/agentrail/agentrail/gateway"
 	"github.com/agentrail/agentrail/ledger"
 	"github.com/agentrail/agentrail/reports"
 )
@@ -24,6 +25,7 @@ type Config struct {
 	Anomaly          anomaly.Config   `yaml:"anomaly"`
 	Reports          reports.Config   `yaml:"reports"`
 	Ledger           ledger.Config    `yaml:"ledger"`
+	Gateway          gateway.Config   `yaml:"gateway"`
 }
 
 // Defaults fills every section's unset fields. The stage sections' topic
@@ -41,6 +43,20 @@ func (c *Config) Defaults() {
 	c.Anomaly.Defaults()
 	c.Reports.Defaults()
 	c.Ledger.Defaults()
+	// The gateway checks events as ingest will: the same registry, the
+	// same event-time bounds, the same cluster.
+	g := &c.Gateway
+	if g.RegistryFile == "" {
+		g.RegistryFile = c.Signatures.RegistryFile
+	}
+	if g.MaxFuture == 0 {
+		g.MaxFuture = c.Ingest.MaxFuture
+	}
+	if g.MaxPast == 0 {
+		g.MaxPast = c.Ingest.MaxPast
+	}
+	g.Kafka = c.Kafka
+	g.Defaults()
 	for _, m := range movedTopics(c) {
 		*m.oldVal = *m.dest
 	}
@@ -65,7 +81,10 @@ func (c *Config) Validate() error {
 	if err := c.Reports.Validate(); err != nil {
 		return err
 	}
-	return c.Ledger.Validate()
+	if err := c.Ledger.Validate(); err != nil {
+		return err
+	}
+	return c.Gateway.Validate()
 }
 
 // ConfigEnv names the environment variable holding the config file's path

@@ -44,6 +44,7 @@ type cli struct {
 	ClickHouse clickhouseCmd `cmd:"" name:"clickhouse" help:"run the embedded ClickHouse server (libchdb) on 127.0.0.1"`
 	Migrate    migrateCmd    `cmd:"" help:"create or upgrade the ClickHouse database and tables"`
 	Ingest     ingestCmd     `cmd:"" help:"consume agent events from Kafka into ClickHouse"`
+	Gateway    gatewayCmd    `cmd:"" help:"serve POST /v1/events: signed JSON events over HTTP, produced to Kafka after checks"`
 	Simulate   simulateCmd   `cmd:"" help:"publish events from a simulated fleet of agents"`
 	Replay     replayCmd     `cmd:"" help:"publish canonical-JSON events from a file, reporting rejected lines"`
 	Pseudonym  pseudonymCmd  `cmd:"" help:"print the stored pseudonym of each value on stdin (needs the redaction secret)"`

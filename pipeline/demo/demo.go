@@ -205,6 +205,13 @@ func (d *demo) run(ctx context.Context, duration time.Duration, rate float64, se
 	d.printf("planted %d governance violations (%s) and %d anomalies (%s)\n",
 		sumCounts(stats.Planted), describeCounts(stats.Planted), len(planted), strings.Join(planted, ", "))
 
+	// An agent in another language, through the gateway.
+	gwTraces, note, err := d.postThroughGateway(ctx, kc, clock())
+	if err != nil {
+		return err
+	}
+	d.printf("%s\n", note)
+
 	// 5. A few poison records, as a misbehaving producer would send.
 	poison, err := d.sendPoison(ctx, kc)
 	if err != nil {
@@ -224,6 +231,9 @@ func (d *demo) run(ctx context.Context, duration time.Duration, rate float64, se
 	}
 	d.printf("ingest caught up %s after the last event\n", time.Since(caughtUp).Round(time.Millisecond))
 	if err := d.waitViolations(ctx, cfg, sumCounts(stats.Planted), lastEvent); err != nil {
+		return err
+	}
+	if err := d.gatewayFindings(ctx, cfg.ClickHouse.Database, gwTraces); err != nil {
 		return err
 	}
 	d.printf("\n")

@@ -22,10 +22,16 @@ var DemoKeyNotBefore = time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
 // DemoKeyID is the id of agentID's demo key.
 func DemoKeyID(agentID string) string { return agentID + "-demo" }
 
+// DemoSeed is agentID's demo ed25519 private key seed, for a demo agent
+// written in another language that signs with it.
+func DemoSeed(agentID string) []byte {
+	seed := sha256.Sum256([]byte(demoKeySeed + "\x00" + agentID))
+	return seed[:]
+}
+
 // DemoSigner returns agentID's demo signer.
 func DemoSigner(agentID string) *signing.Signer {
-	seed := sha256.Sum256([]byte(demoKeySeed + "\x00" + agentID))
-	s, err := signing.NewSigner(agentID, DemoKeyID(agentID), signing.Ed25519, seed[:])
+	s, err := signing.NewSigner(agentID, DemoKeyID(agentID), signing.Ed25519, DemoSeed(agentID))
 	if err != nil {
 		panic("simulate: demo key for " + agentID + ": " + err.Error()) // agent ids of the catalog are valid key ids
 	}
