@@ -41,9 +41,9 @@ func TestReplayFixture(t *testing.T) {
 	}{
 		{6, "field trace_id:"},
 		{7, "field tier:"},
-		{8, "unexpected EOF"},
+		{8, "truncated"},
 		{9, "field approval.status:"},
-		{11, `unknown field "secret_field"`},
+		{11, "field secret_field: unknown field"},
 		{13, "field event_time:"},
 		{14, "field intent.confidence:"},
 	}
