@@ -23,7 +23,7 @@ type Config struct {
 	// Schedule is the cron expression (in the team's zone) of teams without
 	// one. Default "0 8 * * MON": Monday 08:00, for the week just ended.
 	Schedule string `yaml:"schedule"`
-	// CatchUp is how far back `reports serve` looks, when it starts, for
+	// CatchUp is how far back `report serve` looks, when it starts, for
 	// scheduled runs it missed while it was down. Default 24h.
 	CatchUp time.Duration `yaml:"catch_up"`
 	// UnusedLookbackDays is N in "granted but never used in the last N

@@ -14,7 +14,7 @@
 // they exist); it renders as an HTML mail with the chart inline, JSON and
 // CSV.
 //
-// Service (`agentrail reports serve`) sends each team's report on the
+// Service (`agentrail report serve`) sends each team's report on the
 // team's cron schedule in its time zone, over SMTP with STARTTLS and
 // authentication, retrying with backoff, and runs retention on its own
 // schedule. Every run and every delivery attempt is recorded (report_runs,

@@ -212,7 +212,7 @@ func (c *deprecatedSend) Run(ctx context.Context, g *globals) error {
 }
 
 // newReportsService builds the report mailer (and, when serve, its retention
-// job and ledger), registering every metric `agentrail reports serve` serves
+// job and ledger), registering every metric `agentrail report serve` serves
 // on reg. closeLedger is never nil.
 func newReportsService(cfg pipeline.Config, conn driver.Conn, reg prometheus.Registerer, log *slog.Logger, serve bool) (svc *reports.Service, closeLedger func(), err error) {
 	closeLedger = func() {}

@@ -99,7 +99,7 @@ type Config struct {
 	// context, error message and approval comment; after it they keep
 	// metadata only. Default 7d.
 	Tier1FullFields Age `yaml:"tier1_full_fields"`
-	// Schedule is when `agentrail reports serve` enforces the policy: a cron
+	// Schedule is when `agentrail report serve` enforces the policy: a cron
 	// expression, optionally prefixed with CRON_TZ=Zone; "off" disables the
 	// scheduled job. Default "CRON_TZ=UTC 30 3 * * *" (daily 03:30 UTC).
 	Schedule string `yaml:"schedule"`
