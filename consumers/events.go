@@ -50,7 +50,7 @@ var RestoreColumns = []string{"event_id", "trace_id", "span_id", "event_type", "
 // asks for. fn's argument is reused for the next event: keep a copy. An
 // error from fn stops the read and is returned as it is.
 func ReadEvents(ctx context.Context, conn driver.Conn, db string, r EventRead, fn func(*Accepted) error) error {
-	var row eventRow
+	var row EventRow
 	cols := r.Columns
 	for _, c := range []string{"kafka_partition", "kafka_offset"} {
 		if !slices.Contains(cols, c) {
@@ -81,11 +81,11 @@ func ReadEvents(ctx context.Context, conn driver.Conn, db string, r EventRead, f
 	defer rows.Close()
 	var a Accepted
 	for rows.Next() {
-		row.expiresAt = nil // a NULL is not scanned over the last row's
+		row.ExpiresAt = nil // a NULL is not scanned over the last row's
 		if err := rows.Scan(dest...); err != nil {
 			return fmt.Errorf("consumers: scan event: %w", err)
 		}
-		row.event(&a)
+		a.Event, a.Partition, a.Offset = row.Event(), row.Partition, row.Offset
 		if err := fn(&a); err != nil {
 			return err
 		}
@@ -151,128 +151,128 @@ func sortedPartitions(m map[int32]int64) []int32 {
 	return ps
 }
 
-// eventRow is where ReadEvents scans one row.
-type eventRow struct {
-	eventID, traceID, spanID, eventType                 string
-	eventTime                                           time.Time
-	tier                                                uint8
-	agentID, agentVersion, team, environment, tenant    string
-	requestedBy, sessionID                              string
-	tool, action, target, actionClass, digest           string
-	outcome, policyID                                   string
-	policyVersion                                       int64
-	matchedRule, approvalID, approvalStatus, approver   string
-	approverRole, approverKind, scope                   string
-	expiresAt                                           *time.Time
-	resultStatus, executor, changedResource, errorClass string
-	partition                                           int32
-	offset                                              int64
+// EventRow is one events row as a stage's restore or a lookup reads it:
+// the envelope, the columns that identify each body, and the row's place in
+// the events topic. ReadEvents scans into one; Event rebuilds the event
+// from it, the one place the stored columns become a schemas.Event again.
+type EventRow struct {
+	EventID, TraceID, SpanID, EventType                 string
+	EventTime                                           time.Time
+	Tier                                                uint8
+	AgentID, AgentVersion, Team, Environment, Tenant    string
+	RequestedBy, SessionID                              string
+	Tool, Action, Target, ActionClass, Digest           string
+	Outcome, PolicyID                                   string
+	PolicyVersion                                       int64
+	MatchedRule, ApprovalID, ApprovalStatus, Approver   string
+	ApproverRole, ApproverKind, Scope                   string
+	ExpiresAt                                           *time.Time
+	ResultStatus, Executor, ChangedResource, ErrorClass string
+	Partition                                           int32
+	Offset                                              int64
 }
 
-// dest is the scan destination of column c, nil for a column not in
-// RestoreColumns.
-func (r *eventRow) dest(c string) any {
+func (r *EventRow) dest(c string) any {
 	switch c {
 	case "event_id":
-		return &r.eventID
+		return &r.EventID
 	case "trace_id":
-		return &r.traceID
+		return &r.TraceID
 	case "span_id":
-		return &r.spanID
+		return &r.SpanID
 	case "event_type":
-		return &r.eventType
+		return &r.EventType
 	case "event_time":
-		return &r.eventTime
+		return &r.EventTime
 	case "tier":
-		return &r.tier
+		return &r.Tier
 	case "agent_id":
-		return &r.agentID
+		return &r.AgentID
 	case "agent_version":
-		return &r.agentVersion
+		return &r.AgentVersion
 	case "team":
-		return &r.team
+		return &r.Team
 	case "environment":
-		return &r.environment
+		return &r.Environment
 	case "tenant":
-		return &r.tenant
+		return &r.Tenant
 	case "requested_by":
-		return &r.requestedBy
+		return &r.RequestedBy
 	case "session_id":
-		return &r.sessionID
+		return &r.SessionID
 	case "tool":
-		return &r.tool
+		return &r.Tool
 	case "action":
-		return &r.action
+		return &r.Action
 	case "target":
-		return &r.target
+		return &r.Target
 	case "action_class":
-		return &r.actionClass
+		return &r.ActionClass
 	case "action_digest":
-		return &r.digest
+		return &r.Digest
 	case "outcome":
-		return &r.outcome
+		return &r.Outcome
 	case "policy_id":
-		return &r.policyID
+		return &r.PolicyID
 	case "policy_version":
-		return &r.policyVersion
+		return &r.PolicyVersion
 	case "matched_rule":
-		return &r.matchedRule
+		return &r.MatchedRule
 	case "approval_id":
-		return &r.approvalID
+		return &r.ApprovalID
 	case "approval_status":
-		return &r.approvalStatus
+		return &r.ApprovalStatus
 	case "approver":
-		return &r.approver
+		return &r.Approver
 	case "approver_role":
-		return &r.approverRole
+		return &r.ApproverRole
 	case "approver_kind":
-		return &r.approverKind
+		return &r.ApproverKind
 	case "scope":
-		return &r.scope
+		return &r.Scope
 	case "expires_at":
-		return &r.expiresAt
+		return &r.ExpiresAt
 	case "result_status":
-		return &r.resultStatus
+		return &r.ResultStatus
 	case "executor":
-		return &r.executor
+		return &r.Executor
 	case "changed_resource":
-		return &r.changedResource
+		return &r.ChangedResource
 	case "error_class":
-		return &r.errorClass
+		return &r.ErrorClass
 	case "kafka_partition":
-		return &r.partition
+		return &r.Partition
 	case "kafka_offset":
-		return &r.offset
+		return &r.Offset
 	}
 	return nil
 }
 
-// event rebuilds the event into a: the fields the events table keeps of
-// its type, in UTC.
-func (r *eventRow) event(a *Accepted) {
-	a.Partition, a.Offset = r.partition, r.offset
-	e := &a.Event
-	*e = schemas.Event{
-		EventID: r.eventID, TraceID: r.traceID, SpanID: r.spanID, Type: schemas.EventType(r.eventType),
-		Time: r.eventTime.UTC(), Tier: int32(r.tier), RequestedBy: r.requestedBy, SessionID: r.sessionID,
-		Agent: schemas.Agent{ID: r.agentID, Version: r.agentVersion, Team: r.team, Environment: r.environment, Tenant: r.tenant},
+// Event rebuilds the event: the fields the events table keeps of its
+// type, in UTC.
+func (r *EventRow) Event() schemas.Event {
+	e := schemas.Event{
+		EventID: r.EventID, TraceID: r.TraceID, SpanID: r.SpanID, Type: schemas.EventType(r.EventType),
+		Time: r.EventTime.UTC(), Tier: int32(r.Tier), RequestedBy: r.RequestedBy, SessionID: r.SessionID,
+		Agent: schemas.Agent{ID: r.AgentID, Version: r.AgentVersion, Team: r.Team, Environment: r.Environment, Tenant: r.Tenant},
 	}
 	switch e.Type {
 	case schemas.TypeIntent:
-		e.Intent = &schemas.Intent{Tool: r.tool, Action: r.action, Target: r.target, ActionClass: r.actionClass,
-			Tier: int32(r.tier), ActionDigest: r.digest}
+		e.Intent = &schemas.Intent{Tool: r.Tool, Action: r.Action, Target: r.Target, ActionClass: r.ActionClass,
+			Tier: int32(r.Tier), ActionDigest: r.Digest}
 	case schemas.TypeDecision:
-		e.Decision = &schemas.Decision{Outcome: r.outcome, PolicyID: r.policyID, PolicyVersion: r.policyVersion,
-			MatchedRule: r.matchedRule, Tier: int32(r.tier)}
+		e.Decision = &schemas.Decision{Outcome: r.Outcome, PolicyID: r.PolicyID, PolicyVersion: r.PolicyVersion,
+			MatchedRule: r.MatchedRule, Tier: int32(r.Tier)}
 	case schemas.TypeApproval:
-		e.Approval = &schemas.Approval{ApprovalID: r.approvalID, Status: r.approvalStatus, Approver: r.approver,
-			ApproverRole: r.approverRole, ApproverKind: r.approverKind, ActionDigest: r.digest, Scope: r.scope}
-		if r.expiresAt != nil {
-			x := r.expiresAt.UTC()
+		e.Approval = &schemas.Approval{ApprovalID: r.ApprovalID, Status: r.ApprovalStatus, Approver: r.Approver,
+			ApproverRole: r.ApproverRole, ApproverKind: r.ApproverKind, ActionDigest: r.Digest, Scope: r.Scope}
+		if r.ExpiresAt != nil {
+			x := r.ExpiresAt.UTC()
 			e.Approval.ExpiresAt = &x
 		}
 	case schemas.TypeResult:
-		e.Result = &schemas.Result{Status: r.resultStatus, ActionDigest: r.digest, Executor: r.executor,
-			ChangedResource: r.changedResource, ErrorClass: r.errorClass}
+		e.Result = &schemas.Result{Status: r.ResultStatus, ActionDigest: r.Digest, Executor: r.Executor,
+			ChangedResource: r.ChangedResource, ErrorClass: r.ErrorClass}
 	}
+	return e
 }

@@ -22,10 +22,10 @@ func TestPriorSQL(t *testing.T) {
 }
 
 func TestEventRowColumns(t *testing.T) {
-	var r eventRow
+	var r EventRow
 	for _, c := range RestoreColumns {
 		if r.dest(c) == nil {
-			t.Errorf("RestoreColumns names %s, which eventRow cannot scan", c)
+			t.Errorf("RestoreColumns names %s, which EventRow cannot scan", c)
 		}
 	}
 	if r.dest("no_such_column") != nil {

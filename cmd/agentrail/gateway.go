@@ -5,7 +5,6 @@ import (
 	"log/slog"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/agentrail/agentrail/gateway"
 )
@@ -30,12 +29,7 @@ func (c *gatewayCmd) Run(ctx context.Context, g *globals) error {
 		return err
 	}
 	// The gateway produces to the events topic; it does not create it.
-	var h health
-	grp, gctx := errgroup.WithContext(ctx)
-	if c.Metrics != "" {
-		grp.Go(func() error { return serveMetrics(gctx, c.Metrics, reg, &h) })
-	}
-	grp.Go(func() error {
+	return runService(ctx, c.Metrics, reg, func(gctx context.Context, ready func()) error {
 		gc := cfg.Gateway
 		gc.Kafka = cfg.Kafka // with --brokers applied
 		gw, err := gateway.New(gctx, gc, reg, log)
@@ -43,10 +37,9 @@ func (c *gatewayCmd) Run(ctx context.Context, g *globals) error {
 			return err
 		}
 		defer gw.Close(context.Background())
-		h.ready.Store(true)
+		ready()
 		log.Info("gateway running", "listen", gw.Addr(), "brokers", cfg.Kafka.Brokers, "topic", cfg.Kafka.Topics.Events,
 			"registry", cfg.Gateway.RegistryFile, "metrics", c.Metrics)
 		return gw.Run(gctx) // drains within gateway.drain_timeout when ctx ends
 	})
-	return grp.Wait()
 }

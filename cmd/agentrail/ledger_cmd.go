@@ -12,7 +12,6 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/agentrail/agentrail/internal/chstore"
 	"github.com/agentrail/agentrail/ledger"
@@ -94,24 +93,18 @@ func (c *ledgerServeCmd) Run(ctx context.Context, g *globals) error {
 	if err := registerRuntimeMetrics(reg); err != nil {
 		return err
 	}
-	var h health
-	grp, gctx := errgroup.WithContext(ctx)
-	if c.Metrics != "" {
-		grp.Go(func() error { return serveMetrics(gctx, c.Metrics, reg, &h) })
-	}
-	grp.Go(func() error {
+	return runService(ctx, c.Metrics, reg, func(gctx context.Context, ready func()) error {
 		cfg, conn, led, err := openSealer(gctx, &c.connFlags, reg, log)
 		if err != nil {
 			return err
 		}
 		defer conn.Close()
 		defer led.Close(context.Background())
-		h.ready.Store(true) // ClickHouse answered (migrated), the ledger opened
+		ready() // ClickHouse answered (migrated), the ledger opened
 		log.Info("ledger sealing", "interval", cfg.Ledger.Interval, "key", led.KeyID(), "topic", cfg.Kafka.Topics.Ledger,
 			"database", cfg.ClickHouse.Database, "metrics", c.Metrics)
 		return led.Run(gctx)
 	})
-	return grp.Wait()
 }
 
 // ledgerKeygen writes a new private key to path and prints the public key.

@@ -75,12 +75,7 @@ func (c *ingestCmd) Run(ctx context.Context, g *globals) error {
 	}
 	log := g.logger(slog.LevelInfo)
 	reg := prometheus.NewRegistry()
-	var h health
-	grp, gctx := errgroup.WithContext(ctx)
-	if c.Metrics != "" {
-		grp.Go(func() error { return serveMetrics(gctx, c.Metrics, reg, &h) })
-	}
-	grp.Go(func() error {
+	return runService(ctx, c.Metrics, reg, func(gctx context.Context, ready func()) error {
 		if _, err := pipeline.Migrate(gctx, cfg.ClickHouse); err != nil {
 			return err
 		}
@@ -92,12 +87,11 @@ func (c *ingestCmd) Run(ctx context.Context, g *globals) error {
 		stopReload := onSIGHUP(func() { _ = in.Reload() }) // each stage logs and counts its reload
 		defer stopReload()
 		// ClickHouse answered (migrated) and Kafka did (topics ensured).
-		h.ready.Store(true)
+		ready()
 		log.Info("ingest running", "brokers", cfg.Kafka.Brokers, "topic", cfg.Kafka.Topics.Events,
 			"clickhouse", cfg.ClickHouse.Addr, "database", cfg.ClickHouse.Database, "metrics", c.Metrics)
 		return in.Run(gctx)
 	})
-	return grp.Wait()
 }
 
 // newIngest builds ingest and its in-ingest stages (package pipeline),
@@ -126,6 +120,20 @@ func registerRuntimeMetrics(reg prometheus.Registerer) error {
 		}
 	}
 	return nil
+}
+
+// runService runs a service beside its /metrics, /healthz and /readyz on
+// addr ("" serves none): start builds the service, calls ready once the
+// service's dependencies answered, and runs it until ctx ends. The first
+// error of either ends both.
+func runService(ctx context.Context, addr string, reg *prometheus.Registry, start func(ctx context.Context, ready func()) error) error {
+	var h health
+	grp, gctx := errgroup.WithContext(ctx)
+	if addr != "" {
+		grp.Go(func() error { return serveMetrics(gctx, addr, reg, &h) })
+	}
+	grp.Go(func() error { return start(gctx, func() { h.ready.Store(true) }) })
+	return grp.Wait()
 }
 
 // health is what a service's /healthz and /readyz answer: alive while the

@@ -9,7 +9,6 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/agentrail/agentrail/pipeline"
 	"github.com/agentrail/agentrail/reports"
@@ -160,12 +159,7 @@ func (c *reportServeCmd) Run(ctx context.Context, g *globals) error {
 	}
 	log := g.logger(slog.LevelInfo)
 	reg := prometheus.NewRegistry()
-	var h health
-	grp, gctx := errgroup.WithContext(ctx)
-	if c.Metrics != "" {
-		grp.Go(func() error { return serveMetrics(gctx, c.Metrics, reg, &h) })
-	}
-	grp.Go(func() error {
+	return runService(ctx, c.Metrics, reg, func(gctx context.Context, ready func()) error {
 		_, conn, err := openStore(gctx, &c.connFlags)
 		if err != nil {
 			return err
@@ -177,13 +171,12 @@ func (c *reportServeCmd) Run(ctx context.Context, g *globals) error {
 		}
 		defer closeLedger()
 		defer svc.Close(context.Background())
-		h.ready.Store(true) // ClickHouse answered (migrated), the ledger opened
+		ready() // ClickHouse answered (migrated), the ledger opened
 		log.Info("reports serving", "clickhouse", cfg.ClickHouse.Addr, "database", cfg.ClickHouse.Database,
 			"smtp", fmt.Sprintf("%s:%d", cfg.Reports.SMTP.Host, cfg.Reports.SMTP.Port), "retention", cfg.Reports.Retention.Schedule,
 			"metrics", c.Metrics)
 		return svc.Run(gctx)
 	})
-	return grp.Wait()
 }
 
 // reportsCmd is the spelling before `report send|serve`, one letter from

@@ -12,6 +12,7 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
+	"github.com/agentrail/agentrail/consumers"
 	"github.com/agentrail/agentrail/schemas"
 )
 
@@ -240,15 +241,15 @@ func readSteps(ctx context.Context, ch driver.Conn, database, traceID, cond stri
 			x := s.ExpiresAt.UTC()
 			s.ExpiresAt = &x
 		}
-		r := row{traceID: traceID, eventID: s.EventID, spanID: s.SpanID, eventType: typ, eventTime: s.Time, tier: tier,
-			agentID: s.AgentID, agentVersion: agentVersion, team: team, environment: env, tenant: tenant,
-			requestedBy: s.Requested, sessionID: session, tool: s.Tool, action: s.Action, target: s.Target,
-			actionClass: s.ActionClass, digest: s.Digest, outcome: s.Outcome, policyID: s.PolicyID,
-			policyVersion: s.PolicyVersion, matchedRule: s.MatchedRule, approvalID: s.ApprovalID,
-			approvalStatus: s.ApprovalStatus, approver: s.Approver, approverRole: s.ApproverRole,
-			approverKind: s.ApproverKind, scope: s.Scope, expiresAt: s.ExpiresAt, resultStatus: s.ResultStatus,
-			executor: s.Executor, changedResource: s.ChangedResource, errorClass: s.ErrorClass}
-		evs = append(evs, r.event())
+		r := consumers.EventRow{TraceID: traceID, EventID: s.EventID, SpanID: s.SpanID, EventType: typ, EventTime: s.Time, Tier: tier,
+			AgentID: s.AgentID, AgentVersion: agentVersion, Team: team, Environment: env, Tenant: tenant,
+			RequestedBy: s.Requested, SessionID: session, Tool: s.Tool, Action: s.Action, Target: s.Target,
+			ActionClass: s.ActionClass, Digest: s.Digest, Outcome: s.Outcome, PolicyID: s.PolicyID,
+			PolicyVersion: s.PolicyVersion, MatchedRule: s.MatchedRule, ApprovalID: s.ApprovalID,
+			ApprovalStatus: s.ApprovalStatus, Approver: s.Approver, ApproverRole: s.ApproverRole,
+			ApproverKind: s.ApproverKind, Scope: s.Scope, ExpiresAt: s.ExpiresAt, ResultStatus: s.ResultStatus,
+			Executor: s.Executor, ChangedResource: s.ChangedResource, ErrorClass: s.ErrorClass}
+		evs = append(evs, r.Event())
 		steps = append(steps, s)
 	}
 	rows.Close()
@@ -256,54 +257,6 @@ func readSteps(ctx context.Context, ch driver.Conn, database, traceID, cond stri
 		return nil, nil, fmt.Errorf("correlate: read trace %s: %w", traceID, err)
 	}
 	return evs, steps, nil
-}
-
-// row is one events row read by the lookup (readSteps), to rebuild its
-// event as correlation holds it; a stage's restore reads events with
-// consumers.ReadEvents.
-type row struct {
-	traceID, eventID, spanID, eventType                 string
-	eventTime                                           time.Time
-	tier                                                uint8
-	agentID, agentVersion, team, environment, tenant    string
-	requestedBy, sessionID                              string
-	tool, action, target, actionClass, digest           string
-	outcome, policyID                                   string
-	policyVersion                                       int64
-	matchedRule, approvalID, approvalStatus, approver   string
-	approverRole, approverKind, scope                   string
-	expiresAt                                           *time.Time
-	resultStatus, executor, changedResource, errorClass string
-	partition                                           int32
-	offset                                              int64
-}
-
-// event rebuilds the event as correlation holds it (see strip).
-func (r *row) event() schemas.Event {
-	e := schemas.Event{
-		EventID: r.eventID, TraceID: r.traceID, SpanID: r.spanID, Type: schemas.EventType(r.eventType),
-		Time: r.eventTime.UTC(), Tier: int32(r.tier), RequestedBy: r.requestedBy, SessionID: r.sessionID,
-		Agent: schemas.Agent{ID: r.agentID, Version: r.agentVersion, Team: r.team, Environment: r.environment, Tenant: r.tenant},
-	}
-	switch e.Type {
-	case schemas.TypeIntent:
-		e.Intent = &schemas.Intent{Tool: r.tool, Action: r.action, Target: r.target, ActionClass: r.actionClass,
-			Tier: int32(r.tier), ActionDigest: r.digest}
-	case schemas.TypeDecision:
-		e.Decision = &schemas.Decision{Outcome: r.outcome, PolicyID: r.policyID, PolicyVersion: r.policyVersion,
-			MatchedRule: r.matchedRule, Tier: int32(r.tier)}
-	case schemas.TypeApproval:
-		e.Approval = &schemas.Approval{ApprovalID: r.approvalID, Status: r.approvalStatus, Approver: r.approver,
-			ApproverRole: r.approverRole, ApproverKind: r.approverKind, ActionDigest: r.digest, Scope: r.scope}
-		if r.expiresAt != nil {
-			x := r.expiresAt.UTC()
-			e.Approval.ExpiresAt = &x
-		}
-	case schemas.TypeResult:
-		e.Result = &schemas.Result{Status: r.resultStatus, ActionDigest: r.digest, Executor: r.executor,
-			ChangedResource: r.changedResource, ErrorClass: r.errorClass}
-	}
-	return e
 }
 
 // WriteText writes the report as a timeline a person reads in seconds.
